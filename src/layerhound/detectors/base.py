@@ -1,0 +1,49 @@
+"""The contract every detector keeps.
+
+A detector is small and versioned. The layer engine streams each layer once;
+for every regular file it hands the detector the entry and the first
+``HEAD_SIZE`` bytes, and only if ``wants`` says yes does it read the file (up to
+``max_size``) and call ``inspect``. Bumping ``version`` tells any cache that this
+detector's earlier results are stale, and nothing else.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import ClassVar
+
+from layerhound.model import Entry, Finding
+
+HEAD_SIZE = 64
+"""Bytes of each regular file every detector may look at in ``wants``."""
+
+ELF_MAGIC = b"\x7fELF"
+
+
+def is_elf(head: bytes) -> bool:
+    """True when a file starts with the ELF magic."""
+    return head[:4] == ELF_MAGIC
+
+
+class Detector(ABC):
+    """One kind of evidence about single files."""
+
+    name: ClassVar[str]
+    """Stable identifier, used in the rules version and in cache keys."""
+    version: ClassVar[int]
+    """Bump whenever a change could alter this detector's findings."""
+    max_size: ClassVar[int] = 256 * 1024 * 1024
+    """Files larger than this are not read for this detector; the layer notes it."""
+
+    @abstractmethod
+    def wants(self, entry: Entry, head: bytes) -> bool:
+        """Cheap filter on the header and first bytes; must not be expensive."""
+
+    @abstractmethod
+    def inspect(self, entry: Entry, data: bytes) -> Iterable[Finding]:
+        """Judge a whole file. ``data`` is the complete content.
+
+        Findings need not fill ``layer`` or ``sha256``: the engine sets the
+        layer digest and the file's sha256 where the detector left them None.
+        """

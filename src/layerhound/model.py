@@ -1,0 +1,157 @@
+"""The data that flows between the stages of a scan.
+
+Everything here is a plain, frozen value so that a layer's results can later be
+cached by layer digest and merged again without re-reading the blob.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class EntryType(str, enum.Enum):
+    """What a tar member (or a directory entry of a root filesystem) is."""
+
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    OTHER = "other"  # devices, fifos, sockets: recorded, never read
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One member of one layer, as the tar header describes it.
+
+    ``path`` is always absolute and normalised inside the image ("/usr/lib/x"),
+    never a host path. Whiteout markers are not entries: the walker turns them
+    into ``LayerResult.whiteouts`` and ``LayerResult.opaque_dirs``.
+    """
+
+    path: str
+    type: EntryType
+    size: int = 0
+    mode: int = 0
+    linkname: str = ""
+    """Symlink target as written (may be relative), or the absolute in-image
+    path of the hard link's target member in the same layer."""
+
+
+class Kind(str, enum.Enum):
+    """The kinds of evidence of the JSON contract."""
+
+    PACKAGE = "package"
+    HASH = "hash"
+    SIGNATURE = "signature"
+    STRUCTURE = "structure"
+    SOURCE = "source"
+    ARCHIVE = "archive"
+
+
+class Indicates(str, enum.Enum):
+    """What a finding means for the verdict; the assessment reads only this."""
+
+    IMPLANT = "implant"
+    """A built, loadable implant (liblzma with the backdoor)."""
+    PAYLOAD = "payload"
+    """Implant material that cannot be loaded as is (the payload object, a
+    packaged implant inside an archive): backdoored but never reachable."""
+    SOURCE = "source"
+    """Backdoored source material: tarballs, the trigger m4, payload test files."""
+    AFFECTED_VERSION = "affected-version"
+    """A package database names an affected version; says nothing about bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One piece of evidence about one file in one layer."""
+
+    rule: str
+    kind: Kind
+    indicates: Indicates
+    path: str
+    layer: str | None = None
+    """Digest of the layer the file came from (None for sources without one)."""
+    sha256: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    in_final_fs: bool = True
+    """Filled by the merged view: False when an upper layer deleted or replaced
+    the file."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "kind": self.kind.value,
+            "indicates": self.indicates.value,
+            "path": self.path,
+            "layer": self.layer,
+            "in_final_fs": self.in_final_fs,
+            "sha256": self.sha256,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(slots=True)
+class LayerStats:
+    """How much of a layer was looked at; proves detectors actually ran."""
+
+    entries: int = 0
+    files_read: int = 0
+    elf_files: int = 0
+    bytes_uncompressed: int = 0
+    skipped_oversize: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LayerResult:
+    """Everything the scan keeps of one layer once its blob has been read.
+
+    Enough to build the merged view and assess the image without the blob.
+    """
+
+    digest: str | None
+    size: int
+    media_type: str = ""
+    entries: list[Entry] = field(default_factory=list)
+    whiteouts: list[str] = field(default_factory=list)
+    """Absolute paths deleted from lower layers (from ``.wh.NAME`` markers)."""
+    opaque_dirs: list[str] = field(default_factory=list)
+    """Directories whose lower-layer contents are hidden (``.wh..wh..opq``)."""
+    findings: list[Finding] = field(default_factory=list)
+    stats: LayerStats = field(default_factory=LayerStats)
+    cached: bool = False
+
+
+class Verdict(str, enum.Enum):
+    """Verdicts of DESIGN.md, declared from highest to lowest."""
+
+    BACKDOORED_REACHABLE = "backdoored-reachable"
+    BACKDOORED_DORMANT = "backdoored-dormant"
+    BACKDOOR_IN_HISTORY = "backdoor-in-history"
+    SOURCE_ARTIFACTS = "source-artifacts"
+    AFFECTED_VERSION_NOT_INJECTED = "affected-version-not-injected"
+    CLEAN = "clean"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        """Severity rank: higher is worse; ``error`` ranks outside the ladder."""
+        order = list(Verdict)
+        return -1 if self is Verdict.ERROR else len(order) - order.index(self)
+
+
+@dataclass(slots=True)
+class ImageResult:
+    """The verdict for one image (one platform of one reference)."""
+
+    ref: str
+    digest: str | None
+    platform: str | None
+    verdict: Verdict
+    reasons: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    layers: list[LayerResult] = field(default_factory=list)
+    base: str | None = None
+    error: str | None = None
