@@ -102,6 +102,21 @@ class LayerStats:
     elf_files: int = 0
     bytes_uncompressed: int = 0
     skipped_oversize: list[str] = field(default_factory=list)
+    """Files a detector wanted but that exceed its size bound."""
+    detector_errors: list[str] = field(default_factory=list)
+    """Detector failures on single files; the scan goes on and reports them."""
+    compression: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entries": self.entries,
+            "files_read": self.files_read,
+            "elf_files": self.elf_files,
+            "bytes_uncompressed": self.bytes_uncompressed,
+            "compression": self.compression,
+            "skipped_oversize": self.skipped_oversize,
+            "detector_errors": self.detector_errors,
+        }
 
 
 @dataclass(slots=True)

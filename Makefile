@@ -1,0 +1,42 @@
+# Everything a fresh Debian bookworm machine needs, then the job.
+#   make demo   build a few images from this machine's Debian packages and the
+#               project's own test implant, scan them, print the verdicts
+#   make test   run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certificates
+APT_TOOLS := debootstrap skopeo umoci zstd gcc readelf xz
+PYTEST_ARGS ?= -n 2
+
+.PHONY: all setup system-deps venv test demo lint clean
+
+all: test
+
+system-deps:
+	@missing=""; for t in $(APT_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+setup: system-deps venv
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/python demo/demo.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,7 @@
+"""``python -m layerhound``."""
+
+import sys
+
+from layerhound.cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""Decide, for every layer's findings, whether the file survives to the final filesystem.
+
+A finding is made on the bytes one layer carried. It is in the final
+filesystem when some final path still points at those bytes (the same path,
+or a hard link to it); otherwise an upper layer deleted or replaced it and the
+finding is history. Hard-link names of an implanted file become findings of
+their own, so the report names every path the implant is reachable by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
+
+from layerhound.fs.merged import MergedView, Origin
+from layerhound.model import Finding, LayerResult
+
+
+def attribute_findings(view: MergedView, layers: Sequence[LayerResult]) -> list[Finding]:
+    """All findings of all layers, with ``in_final_fs`` set and hard-link names added."""
+    final_paths: dict[Origin, list[str]] = defaultdict(list)
+    for path, node in view.walk():
+        if node.origin is not None:
+            final_paths[node.origin].append(path)
+
+    attributed: list[Finding] = []
+    for index, layer in enumerate(layers):
+        for finding in layer.findings:
+            paths = final_paths.get((index, finding.path), [])
+            attributed.append(dataclasses.replace(finding, in_final_fs=finding.path in paths))
+            for alias in paths:
+                if alias != finding.path:
+                    attributed.append(
+                        dataclasses.replace(
+                            finding,
+                            path=alias,
+                            in_final_fs=True,
+                            evidence={**finding.evidence, "hard_link_to": finding.path},
+                        )
+                    )
+    return attributed

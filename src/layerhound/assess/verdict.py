@@ -1,0 +1,123 @@
+"""Fuse one image's evidence into a verdict with reasons a person can read.
+
+The ladder is DESIGN.md's: a built implant in the final filesystem beats
+anything else; below it come an implant only in a lower layer, backdoored
+source material, and a package database that names an affected version
+while the bytes are clean. Findings are judged by what they indicate, never by
+which detector produced them, so a new detector plugs in without touching this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from layerhound.assess.attribution import attribute_findings
+from layerhound.assess.reachability import assess_reachability
+from layerhound.fs.merged import MergedView
+from layerhound.model import Finding, ImageResult, Indicates, LayerResult, Verdict
+
+
+def _short(digest: str | None) -> str:
+    if not digest:
+        return "the filesystem"
+    return f"layer {digest[:19]}…" if len(digest) > 19 else f"layer {digest}"
+
+
+def _where(findings: Sequence[Finding]) -> str:
+    seen: dict[str, Finding] = {}
+    for f in findings:
+        seen.setdefault(f.path, f)
+    return "; ".join(f"{f.path} ({f.rule}, {_short(f.layer)})" for f in seen.values())
+
+
+def assess_image(
+    ref: str,
+    digest: str | None,
+    platform: str | None,
+    config: dict[str, Any],
+    layers: Sequence[LayerResult],
+) -> ImageResult:
+    """Build the merged view, attribute findings, and pick the verdict."""
+    view = MergedView.build(layers)
+    findings = attribute_findings(view, layers)
+
+    def select(kinds: set[Indicates], final: bool) -> list[Finding]:
+        return [f for f in findings if f.indicates in kinds and f.in_final_fs is final]
+
+    implants = select({Indicates.IMPLANT}, True)
+    payloads = select({Indicates.PAYLOAD}, True)
+    history = select({Indicates.IMPLANT, Indicates.PAYLOAD}, False)
+    sources = [f for f in findings if f.indicates is Indicates.SOURCE]
+    affected = select({Indicates.AFFECTED_VERSION}, True)
+
+    reasons: list[str] = []
+    if implants:
+        reasons.append(f"implanted liblzma in the final filesystem: {_where(implants)}")
+        reach = assess_reachability(view, config, [f.path for f in implants])
+        verdict = Verdict.BACKDOORED_REACHABLE if reach.reachable else Verdict.BACKDOORED_DORMANT
+        reasons.extend(reach.reasons)
+        reasons.extend(f"caveat: {c}" for c in reach.caveats)
+    elif payloads:
+        verdict = Verdict.BACKDOORED_DORMANT
+        reasons.append(f"implant material that nothing loads as is: {_where(payloads)}")
+    elif history:
+        verdict = Verdict.BACKDOOR_IN_HISTORY
+        reasons.append(
+            "implant only in a lower layer, deleted or replaced in the final filesystem; "
+            f"the layer is still distributed: {_where(history)}"
+        )
+    elif sources:
+        verdict = Verdict.SOURCE_ARTIFACTS
+        reasons.append(f"backdoored xz source material, no built implant: {_where(sources)}")
+    elif affected:
+        verdict = Verdict.AFFECTED_VERSION_NOT_INJECTED
+        reasons.append(
+            "the package database names an affected xz version, but no implant is in the "
+            f"bytes: {_describe_packages(affected)}"
+        )
+    else:
+        verdict = Verdict.CLEAN
+        reasons.append("no evidence of CVE-2024-3094")
+
+    if verdict.rank >= Verdict.BACKDOOR_IN_HISTORY.rank:
+        if history and verdict is not Verdict.BACKDOOR_IN_HISTORY:
+            reasons.append(f"also in lower layers: {_where(history)}")
+        if affected:
+            reasons.append(f"package database agrees: {_describe_packages(affected)}")
+        else:
+            reasons.append(
+                "no package database names an affected xz version: a version-matching "
+                "scanner would miss this image"
+            )
+    if sources and verdict is not Verdict.SOURCE_ARTIFACTS:
+        reasons.append(f"backdoored source material also present: {_where(sources)}")
+    reasons.extend(_layer_notes(layers))
+
+    return ImageResult(
+        ref=ref,
+        digest=digest,
+        platform=platform,
+        verdict=verdict,
+        reasons=reasons,
+        findings=findings,
+        layers=list(layers),
+    )
+
+
+def _describe_packages(findings: Sequence[Finding]) -> str:
+    parts = []
+    for f in findings:
+        ev = f.evidence
+        parts.append(f"{ev.get('package', '?')} {ev.get('version', '?')} ({ev.get('database', '?')} {f.path})")
+    return ", ".join(dict.fromkeys(parts))
+
+
+def _layer_notes(layers: Sequence[LayerResult]) -> list[str]:
+    notes: list[str] = []
+    for layer in layers:
+        for path in layer.stats.skipped_oversize:
+            notes.append(f"not inspected (over the size bound): {path} in {_short(layer.digest)}")
+        for error in layer.stats.detector_errors:
+            notes.append(f"detector error in {_short(layer.digest)}: {error}")
+    return notes

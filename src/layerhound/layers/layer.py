@@ -1,0 +1,234 @@
+"""Layers as lazy handles that yield their members once, as a stream.
+
+Three kinds exist: a tar blob (from any image source), a directory on the host
+(``rootfs:DIR``) and a single file (``file:PATH``). Each yields ``Member``s in
+order; the engine decides per member whether to read it. Nothing is ever
+written to disk and no member path is ever used as a host path.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import os
+import posixpath
+import stat
+import tarfile
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from layerhound.errors import BlobError, CorruptLayer, DigestMismatch, SourceError
+from layerhound.layers.stream import (
+    CHUNK,
+    HashingReader,
+    VerifyingReader,
+    decompressing_reader,
+)
+from layerhound.model import Entry, EntryType
+
+BlobOpener = Callable[[], AbstractContextManager[BinaryIO]]
+"""Opens the raw (possibly compressed) bytes of a blob; called once per read."""
+
+
+def image_path(name: str) -> str:
+    """Normalise a tar member name to an absolute path inside the image.
+
+    ``..`` cannot climb above the root: ``../../etc/x`` is ``/etc/x``, as a
+    container runtime that extracts safely would place it.
+    """
+    return posixpath.normpath("/" + name.lstrip("/")).replace("//", "/")
+
+
+class Member:
+    """One entry of a layer with lazy, sequential access to its bytes.
+
+    ``head`` and ``read`` may be called in any order; the bytes are read from
+    the stream at most once.
+    """
+
+    __slots__ = ("entry", "_fileobj", "_buffer")
+
+    def __init__(self, entry: Entry, fileobj: BinaryIO | None) -> None:
+        self.entry = entry
+        self._fileobj = fileobj
+        self._buffer = b""
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes (fewer for short files)."""
+        if self._fileobj is not None and len(self._buffer) < n:
+            self._buffer += self._fileobj.read(n - len(self._buffer))
+        return self._buffer[:n]
+
+    def read(self) -> bytes:
+        """The whole content. Callers check ``entry.size`` against their bound first."""
+        if self._fileobj is None:
+            return b""
+        rest = self._fileobj.read()
+        self._buffer += rest
+        self._fileobj = None
+        return self._buffer
+
+
+class Layer(ABC):
+    """A layer of an image: its identity and a one-pass walk over its members."""
+
+    digest: str | None
+    """Digest of the blob as distributed (compressed), None for host sources."""
+    size: int
+    media_type: str
+
+    @abstractmethod
+    def members(self) -> Iterator[Member]:
+        """Yield members in archive order. Raises ``ScanError`` subclasses.
+
+        Integrity checks run when the iteration ends, so consume it fully.
+        """
+
+
+TAR_ERRORS = (
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    zstandard.ZstdError,
+    ValueError,
+    OSError,
+)
+
+
+class TarBlobLayer(Layer):
+    """A tar blob, compressed or not, read once as a stream and verified."""
+
+    def __init__(
+        self,
+        digest: str | None,
+        size: int,
+        media_type: str,
+        opener: BlobOpener,
+        diff_id: str | None = None,
+    ) -> None:
+        self.digest = digest
+        self.size = size
+        self.media_type = media_type
+        self.diff_id = diff_id
+        self._opener = opener
+        self.compression = "unknown"
+
+    def members(self) -> Iterator[Member]:
+        label = f"layer {self.digest or '(no digest)'}"
+        with self._opener() as raw:
+            verifier = VerifyingReader(raw, self.digest, self.size or None, label)
+            buffered = io.BufferedReader(verifier, CHUNK)
+            try:
+                stream, self.compression = decompressing_reader(buffered)
+                tar_stream = HashingReader(stream)
+                buffered_tar = io.BufferedReader(tar_stream, CHUNK)
+                with tarfile.open(fileobj=buffered_tar, mode="r|") as archive:
+                    for info in archive:
+                        entry = tar_entry(info)
+                        fileobj = archive.extractfile(info) if entry.type is EntryType.FILE else None
+                        yield Member(entry, fileobj)
+                while buffered_tar.read(CHUNK):
+                    pass
+                verifier.finish()
+            except BlobError:
+                raise
+            except TAR_ERRORS as exc:
+                raise CorruptLayer(f"{label} is corrupt or truncated: {describe(exc)}") from exc
+        if self.diff_id and tar_stream.hexdigest != self.diff_id:
+            raise DigestMismatch(self.diff_id, tar_stream.hexdigest, f"{label} uncompressed (diff_id)")
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line, user-facing reason for a library error."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def tar_entry(info: tarfile.TarInfo) -> Entry:
+    """Translate a tar header into an ``Entry`` without trusting its path."""
+    path = image_path(info.name)
+    if info.isreg():
+        return Entry(path, EntryType.FILE, info.size, info.mode)
+    if info.isdir():
+        return Entry(path, EntryType.DIR, 0, info.mode)
+    if info.issym():
+        return Entry(path, EntryType.SYMLINK, 0, info.mode, info.linkname)
+    if info.islnk():
+        return Entry(path, EntryType.HARDLINK, 0, info.mode, image_path(info.linkname))
+    return Entry(path, EntryType.OTHER, 0, info.mode)
+
+
+class DirectoryLayer(Layer):
+    """An unpacked root filesystem on the host (``rootfs:DIR``).
+
+    Symlinks are recorded, never followed; files are opened with O_NOFOLLOW so
+    a link swapped in during the walk cannot redirect a read.
+    """
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_dir():
+            raise SourceError(f"rootfs: {root} is not a directory")
+        self.root = root
+        self.digest = None
+        self.size = 0
+        self.media_type = "application/vnd.layerhound.rootfs"
+
+    def members(self) -> Iterator[Member]:
+        root = str(self.root)
+        for dirpath, dirnames, filenames in os.walk(root, onerror=self._raise):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, root)
+            for name in dirnames + sorted(filenames):
+                host = os.path.join(dirpath, name)
+                path = image_path(posixpath.join(rel_dir.replace(os.sep, "/"), name))
+                yield from self._member(host, path)
+
+    @staticmethod
+    def _raise(exc: OSError) -> None:
+        raise SourceError(f"rootfs: cannot read {exc.filename}: {exc.strerror}") from exc
+
+    @staticmethod
+    def _member(host: str, path: str) -> Iterator[Member]:
+        try:
+            st = os.lstat(host)
+        except OSError as exc:
+            raise SourceError(f"rootfs: cannot stat {host}: {exc.strerror}") from exc
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            yield Member(Entry(path, EntryType.SYMLINK, 0, mode, os.readlink(host)), None)
+        elif stat.S_ISDIR(st.st_mode):
+            yield Member(Entry(path, EntryType.DIR, 0, mode), None)
+        elif stat.S_ISREG(st.st_mode):
+            try:
+                fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as exc:
+                raise SourceError(f"rootfs: cannot read {host}: {exc.strerror}") from exc
+            with os.fdopen(fd, "rb") as fileobj:
+                yield Member(Entry(path, EntryType.FILE, st.st_size, mode), fileobj)
+        else:
+            yield Member(Entry(path, EntryType.OTHER, 0, mode), None)
+
+
+class SingleFileLayer(Layer):
+    """One host file judged on its own (``file:PATH``), placed at its own path."""
+
+    def __init__(self, host_path: Path) -> None:
+        if not host_path.is_file():
+            raise SourceError(f"file: {host_path} is not a regular file")
+        self.host_path = host_path
+        self.digest = None
+        self.size = host_path.stat().st_size
+        self.media_type = "application/vnd.layerhound.file"
+
+    def members(self) -> Iterator[Member]:
+        path = image_path(str(self.host_path.resolve()))
+        fd = os.open(self.host_path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fileobj:
+            yield Member(Entry(path, EntryType.FILE, self.size, 0o644), fileobj)

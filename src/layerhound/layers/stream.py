@@ -1,0 +1,159 @@
+"""Byte streams of a blob: digest verification and decompression.
+
+Checks happen while streaming: a blob is hashed as it is read, and the digest
+is compared when the stream reaches its end. A caller that stops early must
+call ``finish()`` so the check always runs.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io
+import lzma
+from typing import BinaryIO
+
+import zstandard
+from isal import igzip
+
+from layerhound.errors import CorruptLayer, DigestMismatch
+
+CHUNK = 1 << 20
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+BZIP2_MAGIC = b"BZh"
+
+
+def parse_digest(digest: str) -> tuple[str, str]:
+    """Split ``sha256:<hex>`` and check it names an algorithm we can verify."""
+    algo, sep, hexpart = digest.partition(":")
+    if not sep or algo not in ("sha256", "sha512") or not hexpart:
+        raise DigestMismatch(digest, "unsupported digest", "blob")
+    expected_len = 64 if algo == "sha256" else 128
+    if len(hexpart) != expected_len or any(c not in "0123456789abcdef" for c in hexpart):
+        raise CorruptLayer(f"malformed digest {digest!r}")
+    return algo, hexpart
+
+
+class VerifyingReader(io.RawIOBase):
+    """Reads a raw stream, hashing every byte; verifies digest and size at EOF."""
+
+    def __init__(
+        self,
+        raw: BinaryIO,
+        digest: str | None,
+        size: int | None = None,
+        what: str = "blob",
+    ) -> None:
+        self._raw = raw
+        self._digest = digest
+        self._algo = parse_digest(digest)[0] if digest else "sha256"
+        self._hash = hashlib.new(self._algo)
+        self._expected_size = size if size is not None and size >= 0 else None
+        self._what = what
+        self.bytes_read = 0
+        self._verified = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._raw.read(len(buffer))
+        n = len(data)
+        if n:
+            buffer[:n] = data
+            self._hash.update(data)
+            self.bytes_read += n
+            if self._expected_size is not None and self.bytes_read > self._expected_size:
+                raise CorruptLayer(
+                    f"{self._what} is longer than its descriptor says "
+                    f"({self._expected_size} bytes)"
+                )
+        else:
+            self._verify()
+        return n
+
+    @property
+    def hexdigest(self) -> str:
+        """The hash of what has been read so far, as ``algo:hex``."""
+        return f"{self._algo}:{self._hash.hexdigest()}"
+
+    def finish(self) -> None:
+        """Read whatever is left and verify; idempotent."""
+        while self.read(CHUNK):
+            pass
+        self._verify()
+
+    def _verify(self) -> None:
+        if self._verified:
+            return
+        self._verified = True
+        if self._expected_size is not None and self.bytes_read != self._expected_size:
+            raise CorruptLayer(
+                f"{self._what} is truncated: {self.bytes_read} of "
+                f"{self._expected_size} bytes"
+            )
+        if self._digest and self.hexdigest != self._digest:
+            raise DigestMismatch(self._digest, self.hexdigest, self._what)
+
+
+class HashingReader(io.RawIOBase):
+    """Hashes a decompressed stream so the layer's diff_id can be checked."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+        self._hash = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self._hash.update(data)
+        self.bytes_read += n
+        return n
+
+    @property
+    def hexdigest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+def sniff_compression(head: bytes) -> str:
+    """Name the compression of a blob from its first bytes."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    if head.startswith(BZIP2_MAGIC):
+        return "bzip2"
+    return "none"
+
+
+def decompressing_reader(raw: io.BufferedReader) -> tuple[BinaryIO, str]:
+    """Wrap a buffered raw stream in the decompressor its magic bytes call for.
+
+    The media type is not trusted: registries and ``docker save`` mislabel
+    layers, and the magic bytes are what the runtime itself would act on.
+    """
+    compression = sniff_compression(raw.peek(8)[:8])
+    stream: BinaryIO
+    if compression == "gzip":
+        stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+    elif compression == "zstd":
+        stream = zstandard.ZstdDecompressor().stream_reader(  # type: ignore[assignment]
+            raw, read_across_frames=True, closefd=False
+        )
+    elif compression == "xz":
+        stream = lzma.LZMAFile(raw, mode="rb")  # type: ignore[assignment]
+    elif compression == "bzip2":
+        stream = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
+    else:
+        stream = raw  # type: ignore[assignment]
+    return stream, compression

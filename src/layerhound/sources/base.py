@@ -1,0 +1,153 @@
+"""The one interface every source of images implements.
+
+A source supplies the minimum — raw manifest bytes and "open blob by digest" —
+and ``ManifestImage`` builds the rest. Nothing above this package knows where
+the bytes came from. Images are lazy: the config and layer list are read on
+first use, so fanning out an index costs nothing until an image is scanned, and
+a broken platform fails only itself.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from functools import cached_property
+from typing import Any, BinaryIO
+
+from layerhound.errors import BlobError, ManifestError
+from layerhound.layers.layer import Layer, TarBlobLayer
+from layerhound.layers.stream import CHUNK, VerifyingReader
+
+MAX_JSON_BLOB = 16 * 1024 * 1024
+"""Manifests and configs larger than this are refused rather than parsed."""
+
+
+class BlobStore(ABC):
+    """Content-addressed storage of one source."""
+
+    @abstractmethod
+    def open(self, digest: str) -> AbstractContextManager[BinaryIO]:
+        """Open the raw bytes of a blob (unverified; callers verify while reading).
+
+        Raises ``BlobError`` when the blob does not exist.
+        """
+
+    def read_verified(self, digest: str, what: str, limit: int = MAX_JSON_BLOB) -> bytes:
+        """Read a small blob whole and check it against its digest."""
+        with self.open(digest) as raw:
+            reader = VerifyingReader(raw, digest, None, what)
+            # Loop: one raw read may return fewer bytes than asked (pipes,
+            # sockets); the hash would still cover everything via finish().
+            chunks: list[bytes] = []
+            total = 0
+            while total <= limit:
+                chunk = reader.read(min(CHUNK, limit + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            if total > limit:
+                raise BlobError(f"{what} {digest} is larger than {limit} bytes")
+            reader.finish()
+        return b"".join(chunks)
+
+
+class Image(ABC):
+    """One image of one platform: what a scan needs, nothing about its origin."""
+
+    ref: str
+    """The reference as the user should see it in reports."""
+    digest: str | None
+    """Digest of the image manifest, None for host sources (rootfs, file)."""
+    platform: str | None
+    """``os/arch[/variant]`` when known."""
+
+    @property
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """The image config JSON ({} when the source has none). May raise ScanError."""
+
+    @property
+    @abstractmethod
+    def layers(self) -> list[Layer]:
+        """Layers, lowest first. May raise ScanError."""
+
+
+def load_json(data: bytes, what: str) -> dict[str, Any]:
+    """Parse a JSON object or raise ``ManifestError`` saying what was wrong."""
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ManifestError(f"{what} is not a JSON object")
+    return value
+
+
+def platform_of(value: dict[str, Any] | None) -> str | None:
+    """``os/arch[/variant]`` from an index descriptor's platform or a config."""
+    if not value or not value.get("os") or not value.get("architecture"):
+        return None
+    parts = [str(value["os"]), str(value["architecture"])]
+    if value.get("variant"):
+        parts.append(str(value["variant"]))
+    return "/".join(parts)
+
+
+class ManifestImage(Image):
+    """An image described by an OCI / Docker v2 schema 2 manifest in a blob store."""
+
+    def __init__(
+        self,
+        ref: str,
+        digest: str | None,
+        manifest: dict[str, Any],
+        store: BlobStore,
+        platform: str | None = None,
+    ) -> None:
+        self.ref = ref
+        self.digest = digest
+        self.manifest = manifest
+        self.store = store
+        self._platform_hint = platform
+
+    @property
+    def platform(self) -> str | None:  # type: ignore[override]
+        if self._platform_hint:
+            return self._platform_hint
+        try:
+            return platform_of(self.config)
+        except Exception:  # a broken config fails the scan, not the label
+            return None
+
+    @cached_property
+    def config(self) -> dict[str, Any]:  # type: ignore[override]
+        descriptor = self.manifest.get("config")
+        if not isinstance(descriptor, dict) or not isinstance(descriptor.get("digest"), str):
+            raise ManifestError(f"{self.ref}: manifest has no config descriptor")
+        data = self.store.read_verified(descriptor["digest"], "image config")
+        return load_json(data, f"{self.ref}: image config")
+
+    @cached_property
+    def layers(self) -> list[Layer]:  # type: ignore[override]
+        descriptors = self.manifest.get("layers")
+        if not isinstance(descriptors, list):
+            raise ManifestError(f"{self.ref}: manifest has no layer list")
+        diff_ids = (self.config.get("rootfs") or {}).get("diff_ids") or []
+        layers: list[Layer] = []
+        for index, desc in enumerate(descriptors):
+            if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
+                raise ManifestError(f"{self.ref}: layer {index} has no digest")
+            digest = desc["digest"]
+            diff_id = diff_ids[index] if index < len(diff_ids) else None
+            layers.append(
+                TarBlobLayer(
+                    digest=digest,
+                    size=int(desc.get("size") or 0),
+                    media_type=str(desc.get("mediaType") or ""),
+                    opener=lambda d=digest: self.store.open(d),
+                    diff_id=diff_id if isinstance(diff_id, str) else None,
+                )
+            )
+        return layers
