@@ -66,6 +66,9 @@ class RecordingDetector(Detector):
     def wants(self, entry: Entry, head: bytes) -> bool:
         return is_elf(head)
 
+    def rule_tables(self) -> dict[str, object]:
+        return {}
+
     def inspect(self, entry: Entry, data: bytes) -> Iterable[Finding]:
         self.seen.append(entry.path)
         yield Finding("r", Kind.SIGNATURE, Indicates.IMPLANT, entry.path, evidence={"n": len(data)})

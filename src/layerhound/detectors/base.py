@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from layerhound.model import Entry, Finding
 
@@ -39,6 +39,14 @@ class Detector(ABC):
     @abstractmethod
     def wants(self, entry: Entry, head: bytes) -> bool:
         """Cheap filter on the header and first bytes; must not be expensive."""
+
+    @abstractmethod
+    def rule_tables(self) -> dict[str, Any]:
+        """The data this detector's findings depend on (hashes, patterns, ranges).
+
+        Part of the rules version: a change here invalidates cached results
+        exactly as a version bump would.
+        """
 
     @abstractmethod
     def inspect(self, entry: Entry, data: bytes) -> Iterable[Finding]:

@@ -1,0 +1,97 @@
+"""Byte signatures of the CVE-2024-3094 implant code inside ELF files.
+
+Why: hashes only catch the exact builds that were published. The implant's
+machine code is the same object file spliced into every backdoored build, so
+its byte sequences survive relinking, stripping and repackaging. Two
+independent published signatures are checked:
+
+* the prologue of the implant's ``_get_cpuid`` helper, first published with
+  the disclosure's detection script;
+* the three opcode sequences of the public YARA rule, which together (and only
+  together) identify the implant's code.
+
+A match in a relocatable object (ELF type ET_REL, like the extracted payload
+``liblzma_la-crc64-fast.o``) indicates ``PAYLOAD``: the code is there but
+nothing can load it as is. In a shared object or executable it is ``IMPLANT``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from layerhound.detectors.base import Detector, is_elf
+from layerhound.model import Entry, Finding, Indicates, Kind
+
+GET_CPUID_PROLOGUE_HEX = (
+    "f30f1efa554889f54c89ce5389fb81e7000000804883ec28488954241848894c2410"
+)
+GET_CPUID_PROLOGUE = bytes.fromhex(GET_CPUID_PROLOGUE_HEX)
+
+YARA_OPCODES: dict[str, str] = {
+    "op1": "48 8D 7C 24 08 F3 AB 48 8D 44 24 08 48 89 D1 4C 89 C7 48 89 C2 E8 ?? ?? ?? ?? 89 C2",
+    "op2": "31 C0 49 89 FF B9 16 00 00 00 4D 89 C5 48 8D 7C 24 48 4D 89 CE F3 AB 48 8D 44 24 48",
+    "op3": (
+        "4D 8B 6C 24 08 45 8B 3C 24 4C 8B 63 10 89 85 78 F1 FF FF 31 C0 83 BD 78 F1 FF FF 00"
+        " F3 AB 79 07"
+    ),
+}
+"""The public YARA rule's opcode strings, as written there (``??`` = any byte)."""
+
+
+def compile_hex_pattern(pattern: str) -> re.Pattern[bytes]:
+    """Turn a YARA-style hex string into a bytes regex (``??`` matches any byte)."""
+    parts = [b"." if tok == "??" else re.escape(bytes.fromhex(tok)) for tok in pattern.split()]
+    return re.compile(b"".join(parts), re.DOTALL)
+
+
+_YARA_REGEXES = {name: compile_hex_pattern(hexstr) for name, hexstr in YARA_OPCODES.items()}
+
+_ET_REL = 1
+
+
+def _indicates(data: bytes) -> Indicates:
+    """PAYLOAD for a relocatable object, IMPLANT for anything loadable."""
+    big_endian = data[5:6] == b"\x02"  # EI_DATA: ELFDATA2MSB
+    e_type = int.from_bytes(data[16:18], "big" if big_endian else "little")
+    return Indicates.PAYLOAD if e_type == _ET_REL else Indicates.IMPLANT
+
+
+class ByteSignatureDetector(Detector):
+    """Find the implant's published byte signatures in ELF files."""
+
+    name = "byte-signatures"
+    version = 1
+
+    def wants(self, entry: Entry, head: bytes) -> bool:
+        return is_elf(head)
+
+    def inspect(self, entry: Entry, data: bytes) -> Iterator[Finding]:
+        indicates = _indicates(data)
+        offset = data.find(GET_CPUID_PROLOGUE)
+        if offset >= 0:
+            yield Finding(
+                rule="xz-get-cpuid-prologue",
+                kind=Kind.SIGNATURE,
+                indicates=indicates,
+                path=entry.path,
+                evidence={"offset": offset},
+            )
+        offsets: dict[str, int] = {}
+        for name, regex in _YARA_REGEXES.items():
+            match = regex.search(data)
+            if match is None:
+                return  # the rule needs all three; stop at the first miss
+            offsets[name] = match.start()
+        yield Finding(
+            rule="xz-yara-opcodes",
+            kind=Kind.SIGNATURE,
+            indicates=indicates,
+            path=entry.path,
+            evidence={"offsets": offsets},
+        )
+
+    def rule_tables(self) -> dict[str, Any]:
+        """The data this detector's findings depend on, for the rules version."""
+        return {"get_cpuid_prologue": GET_CPUID_PROLOGUE_HEX, "yara_opcodes": YARA_OPCODES}
