@@ -18,6 +18,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,27 +53,50 @@ class Member:
     the stream at most once.
     """
 
-    __slots__ = ("entry", "_fileobj", "_buffer")
+    __slots__ = ("entry", "_fileobj", "_buffer", "_explain")
 
-    def __init__(self, entry: Entry, fileobj: BinaryIO | None) -> None:
+    def __init__(
+        self,
+        entry: Entry,
+        fileobj: BinaryIO | None,
+        explain: Callable[[], None] | None = None,
+    ) -> None:
         self.entry = entry
         self._fileobj = fileobj
         self._buffer = b""
+        self._explain = explain
+        """Called when reading fails; raises a better error if it knows one
+        (a digest mismatch explains a corrupt stream)."""
 
     def head(self, n: int) -> bytes:
         """The first ``n`` bytes (fewer for short files)."""
         if self._fileobj is not None and len(self._buffer) < n:
-            self._buffer += self._fileobj.read(n - len(self._buffer))
+            self._buffer += self._read(n - len(self._buffer))
         return self._buffer[:n]
 
     def read(self) -> bytes:
         """The whole content. Callers check ``entry.size`` against their bound first."""
         if self._fileobj is None:
             return b""
-        rest = self._fileobj.read()
+        rest = self._read(-1)
         self._buffer += rest
         self._fileobj = None
         return self._buffer
+
+    def _read(self, n: int) -> bytes:
+        # The bytes come straight from the decompressor and tar reader, so a
+        # truncated or corrupt blob surfaces here, outside ``members()``.
+        assert self._fileobj is not None
+        try:
+            return self._fileobj.read(n)
+        except BlobError:
+            raise
+        except TAR_ERRORS as exc:
+            if self._explain is not None:
+                self._explain()
+            raise CorruptLayer(
+                f"{self.entry.path}: layer is corrupt or truncated: {describe(exc)}"
+            ) from exc
 
 
 class Layer(ABC):
@@ -125,24 +149,64 @@ class TarBlobLayer(Layer):
         with self._opener() as raw:
             verifier = VerifyingReader(raw, self.digest, self.size or None, label)
             buffered = io.BufferedReader(verifier, CHUNK)
+            explain = partial(_explain_by_digest, verifier)
             try:
                 stream, self.compression = decompressing_reader(buffered)
                 tar_stream = HashingReader(stream)
                 buffered_tar = io.BufferedReader(tar_stream, CHUNK)
                 with tarfile.open(fileobj=buffered_tar, mode="r|") as archive:
-                    for info in archive:
+                    for info in _tar_members(archive, tar_stream):
                         entry = tar_entry(info)
                         fileobj = archive.extractfile(info) if entry.type is EntryType.FILE else None
-                        yield Member(entry, fileobj)
+                        yield Member(entry, fileobj, explain)
                 while buffered_tar.read(CHUNK):
                     pass
                 verifier.finish()
             except BlobError:
                 raise
             except TAR_ERRORS as exc:
+                explain()
                 raise CorruptLayer(f"{label} is corrupt or truncated: {describe(exc)}") from exc
         if self.diff_id and tar_stream.hexdigest != self.diff_id:
             raise DigestMismatch(self.diff_id, tar_stream.hexdigest, f"{label} uncompressed (diff_id)")
+
+
+def _explain_by_digest(verifier: VerifyingReader) -> None:
+    """Before blaming the compression or tar format, check the blob's digest.
+
+    Altered bytes usually break the decompressor before the end of the blob
+    is reached; reading the rest and comparing digests reports what actually
+    happened (``DigestMismatch``) instead of a generic ``CorruptLayer``.
+    """
+    try:
+        verifier.finish()
+    except OSError:
+        pass
+
+
+def _tar_members(archive: tarfile.TarFile, tar_stream: HashingReader) -> Iterator[tarfile.TarInfo]:
+    """Iterate a streamed tar, accepting a stream that ends right after the
+    last member's data.
+
+    umoci (0.4.x) writes layers without the final block padding and the
+    end-of-archive blocks; runtimes extract them and their diff_id covers
+    exactly those bytes, so they are valid layers. Any other early end
+    (inside a header or a member's data) is still an error.
+    """
+    last: tarfile.TarInfo | None = None
+    while True:
+        try:
+            info = archive.next()
+        except tarfile.ReadError:
+            if last is not None:
+                data_end = last.offset_data + (last.size if last.isreg() else 0)
+                if tar_stream.at_eof and data_end <= tar_stream.bytes_read < archive.offset:
+                    return
+            raise
+        if info is None:
+            return
+        last = info
+        yield info
 
 
 def describe(exc: BaseException) -> str:

@@ -116,7 +116,12 @@ class HashingReader(io.RawIOBase):
         buffer[:n] = data
         self._hash.update(data)
         self.bytes_read += n
+        if n == 0 and len(buffer):
+            self.at_eof = True
         return n
+
+    at_eof = False
+    """True once the inner stream has reported its end."""
 
     @property
     def hexdigest(self) -> str:

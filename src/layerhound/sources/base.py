@@ -134,17 +134,23 @@ class ManifestImage(Image):
         descriptors = self.manifest.get("layers")
         if not isinstance(descriptors, list):
             raise ManifestError(f"{self.ref}: manifest has no layer list")
-        diff_ids = (self.config.get("rootfs") or {}).get("diff_ids") or []
+        rootfs = self.config.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list):
+            diff_ids = []
         layers: list[Layer] = []
         for index, desc in enumerate(descriptors):
             if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
                 raise ManifestError(f"{self.ref}: layer {index} has no digest")
             digest = desc["digest"]
+            size = desc.get("size") or 0
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ManifestError(f"{self.ref}: layer {index} has an invalid size {size!r}")
             diff_id = diff_ids[index] if index < len(diff_ids) else None
             layers.append(
                 TarBlobLayer(
                     digest=digest,
-                    size=int(desc.get("size") or 0),
+                    size=size,
                     media_type=str(desc.get("mediaType") or ""),
                     opener=lambda d=digest: self.store.open(d),
                     diff_id=diff_id if isinstance(diff_id, str) else None,

@@ -1,0 +1,256 @@
+"""``docker save`` tarballs: ``docker-archive:FILE[:REF]``, read in place.
+
+Two layouts exist and both carry ``manifest.json`` (a list of
+``{Config, RepoTags, Layers}``, paths inside the tar):
+
+* legacy (Docker < 25, skopeo): ``<hex>.json`` configs and uncompressed layers
+  at ``<id>/layer.tar`` or ``<hex>.tar``. A layer there has no distribution
+  digest, so it is verified against the config's ``rootfs.diff_ids[i]``.
+* OCI (Docker >= 25): an OCI layout (``index.json``, ``blobs/sha256/...``)
+  plus that ``manifest.json`` pointing into ``blobs/``. The image is then
+  read through its real OCI manifest, so its digest is the manifest digest a
+  registry would show.
+
+An archive with no ``manifest.json`` but an OCI layout is read as one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from functools import cached_property
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from layerhound.errors import BlobError, ManifestError, ScanError, SourceError
+from layerhound.layers.layer import Layer, TarBlobLayer
+from layerhound.sources.base import BlobStore, Image, ManifestImage, load_json, platform_of
+from layerhound.sources.manifest import (
+    DOCKER_LAYER,
+    MAX_INDEX_DEPTH,
+    OCI_LAYER,
+    is_attestation,
+    read_document,
+)
+from layerhound.sources.oci_layout import (
+    ArchiveBlobStore,
+    ArchiveLayout,
+    TarArchive,
+    digest_of_blob_path,
+    layout_images,
+    normalize_member,
+    read_index,
+)
+from layerhound.sources.refs import DOCKER_ARCHIVE, Reference, normalize_name_tag
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def open_docker_archive(reference: Reference) -> list[Image]:
+    """Images of ``docker-archive:FILE[:REF]`` (REF: ``name:tag`` or ``@N``)."""
+    assert reference.transport == DOCKER_ARCHIVE and reference.path is not None
+    archive = TarArchive(Path(reference.path), DOCKER_ARCHIVE)
+    data = archive.read("manifest.json")
+    if data is None:
+        if archive.has("index.json") and archive.has("oci-layout"):
+            return layout_images(ArchiveLayout(archive), reference)
+        raise SourceError(f"docker-archive: {archive.path} has no manifest.json: not a docker save archive")
+    entries = _load_entries(data, archive)
+    oci = _oci_manifests(archive)
+    return [
+        _image(archive, entry, label, oci)
+        for label, entry in _select(entries, reference, archive)
+    ]
+
+
+def _load_entries(data: bytes, archive: TarArchive) -> list[dict[str, Any]]:
+    what = f"docker-archive: {archive.path}: manifest.json"
+    try:
+        entries = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ManifestError(f"{what} is not a list of images")
+    if not entries:
+        raise SourceError(f"{what} lists no images")
+    return entries
+
+
+def repo_tags(entry: dict[str, Any]) -> list[str]:
+    """An entry's RepoTags (``null`` for untagged images in docker save)."""
+    tags = entry.get("RepoTags")
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
+def _select(
+    entries: list[dict[str, Any]], reference: Reference, archive: TarArchive
+) -> list[tuple[str, dict[str, Any]]]:
+    """(report label, entry) pairs the reference selects."""
+    where = f"docker-archive: {archive.path}"
+    if reference.ref is None:
+        return [
+            (reference.with_ref(tags[0] if (tags := repo_tags(e)) else f"@{i}"), e)
+            for i, e in enumerate(entries)
+        ]
+    index = reference.source_index
+    if index is not None:
+        if index >= len(entries):
+            raise SourceError(f"{where} has {len(entries)} image(s); @{index} does not exist")
+        return [(reference.original, entries[index])]
+    wanted = normalize_name_tag(reference.ref)
+    for entry in entries:
+        for tag in repo_tags(entry):
+            if tag == reference.ref or (wanted is not None and normalize_name_tag(tag) == wanted):
+                return [(reference.original, entry)]
+    available = ", ".join(t for e in entries for t in repo_tags(e)) or "none (use @N)"
+    raise SourceError(f"{where}: no image tagged {reference.ref!r}; available: {available}")
+
+
+def _oci_manifests(archive: TarArchive) -> dict[str, tuple[str, dict[str, Any], str | None]]:
+    """Config digest → (manifest digest, manifest, platform) from index.json.
+
+    Only present in archives written by Docker >= 25. Best effort: a manifest
+    whose blob is missing (another platform not exported) is skipped, and the
+    image then falls back to the legacy reading of manifest.json.
+    """
+    if not (archive.has("index.json") and archive.has("oci-layout")):
+        return {}
+    layout = ArchiveLayout(archive)
+    found: dict[str, tuple[str, dict[str, Any], str | None]] = {}
+
+    def walk(descriptors: list[Any], depth: int) -> None:
+        for desc in descriptors:
+            if not isinstance(desc, dict) or is_attestation(desc) or depth > MAX_INDEX_DEPTH:
+                continue
+            digest = desc.get("digest")
+            if not isinstance(digest, str) or not layout.store.exists(digest):
+                continue
+            try:
+                doc, kind = read_document(layout.store, digest, f"{layout.location}: manifest")
+            except ScanError:
+                continue
+            if kind == "index":
+                walk(doc.get("manifests") or [], depth + 1)
+                continue
+            config = doc.get("config")
+            if isinstance(config, dict) and isinstance(config.get("digest"), str):
+                platform = desc.get("platform")
+                found.setdefault(
+                    config["digest"],
+                    (digest, doc, platform_of(platform if isinstance(platform, dict) else None)),
+                )
+
+    try:
+        walk(read_index(layout), 0)
+    except ScanError:
+        return {}
+    return found
+
+
+def config_digest(name: str) -> str:
+    """The digest a config's member name carries (``<hex>.json`` or ``blobs/…``).
+
+    The name is the only thing the config can be verified against; a name
+    that carries no digest is refused rather than read unverified.
+    """
+    digest = digest_of_blob_path(name)
+    if digest is not None:
+        return digest
+    base = normalize_member(name).rsplit("/", 1)[-1]
+    hexpart = base.removesuffix(".json")
+    if len(hexpart) == 64 and set(hexpart) <= _HEX:
+        return f"sha256:{hexpart}"
+    raise ManifestError(f"docker-archive: config {name!r} is not named by its digest; cannot verify it")
+
+
+def _image(
+    archive: TarArchive,
+    entry: dict[str, Any],
+    label: str,
+    oci: dict[str, tuple[str, dict[str, Any], str | None]],
+) -> Image:
+    config_name = entry.get("Config")
+    layers = entry.get("Layers")
+    if not isinstance(config_name, str) or not isinstance(layers, list):
+        raise ManifestError(f"{label}: manifest.json entry has no Config or Layers")
+    if not all(isinstance(name, str) for name in layers):
+        raise ManifestError(f"{label}: manifest.json lists a layer that is not a path")
+    digest = config_digest(config_name)
+    if digest in oci and all(digest_of_blob_path(name) for name in layers):
+        manifest_digest, manifest, platform = oci[digest]
+        return ManifestImage(label, manifest_digest, manifest, ArchiveBlobStore(archive), platform)
+    return DockerArchiveImage(label, archive, config_name, digest, layers)
+
+
+class _MemberStore(BlobStore):
+    """Opens archive members by the digest they are expected to have."""
+
+    def __init__(self, archive: TarArchive, names: dict[str, str]) -> None:
+        self.archive = archive
+        self.names = names
+
+    def open(self, digest: str) -> AbstractContextManager[BinaryIO]:
+        name = self.names.get(digest)
+        if name is None or not self.archive.has(name):
+            raise BlobError(f"docker-archive: {name or digest} is missing from {self.archive.path}")
+        return self.archive.open(name)
+
+
+class DockerArchiveImage(Image):
+    """One ``manifest.json`` entry read without an OCI manifest (legacy layout).
+
+    ``digest`` is the image ID (``sha256:`` of the config), which is what
+    ``docker images`` shows; such archives carry no manifest digest.
+    """
+
+    def __init__(
+        self, ref: str, archive: TarArchive, config_name: str, digest: str, layer_names: list[str]
+    ) -> None:
+        self.ref = ref
+        self.digest = digest
+        self.archive = archive
+        self.config_name = config_name
+        self.layer_names = layer_names
+
+    @property
+    def platform(self) -> str | None:  # type: ignore[override]
+        try:
+            return platform_of(self.config)
+        except Exception:  # a broken config fails the scan, not the label
+            return None
+
+    @cached_property
+    def config(self) -> dict[str, Any]:  # type: ignore[override]
+        assert self.digest is not None
+        store = _MemberStore(self.archive, {self.digest: self.config_name})
+        data = store.read_verified(self.digest, f"{self.ref}: image config")
+        return load_json(data, f"{self.ref}: image config")
+
+    @cached_property
+    def layers(self) -> list[Layer]:  # type: ignore[override]
+        rootfs = self.config.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list) or len(diff_ids) != len(self.layer_names):
+            count = len(diff_ids) if isinstance(diff_ids, list) else 0
+            raise ManifestError(
+                f"{self.ref}: manifest.json lists {len(self.layer_names)} layers "
+                f"but the config has {count} diff_ids"
+            )
+        return list(self._layers(diff_ids))
+
+    def _layers(self, diff_ids: list[Any]) -> Iterator[Layer]:
+        for name, diff_id in zip(self.layer_names, diff_ids):
+            if not isinstance(diff_id, str):
+                raise ManifestError(f"{self.ref}: config has a malformed diff_id {diff_id!r}")
+            info = self.archive.find(name)
+            if info is None:
+                raise SourceError(f"{self.ref}: layer {name} is missing from {self.archive.path}")
+            named = digest_of_blob_path(name)
+            yield TarBlobLayer(
+                digest=named or diff_id,
+                size=info.size,
+                media_type=OCI_LAYER if named else DOCKER_LAYER,
+                opener=lambda n=name: self.archive.open(n),
+                diff_id=diff_id,
+            )

@@ -1,0 +1,202 @@
+"""Manifests and indexes: classify them and fan an index out into images.
+
+Every source that stores OCI/Docker v2 manifests (layouts, archives, later the
+registry) resolves a descriptor through here, so index handling — nested
+indexes, attestation manifests, the platform filter — behaves the same
+everywhere. Manifests and indexes are read eagerly (they are small and needed
+to know what the images are); configs and layers stay lazy in ``ManifestImage``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from layerhound.errors import ManifestError, SourceError, UsageError
+from layerhound.sources.base import BlobStore, Image, ManifestImage, load_json, platform_of
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
+
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+REFERENCE_TYPE = "vnd.docker.reference.type"
+
+MAX_INDEX_DEPTH = 4
+"""Indexes nested deeper than this are refused (real images use one level)."""
+
+DocKind = Literal["manifest", "index"]
+
+
+def classify(doc: dict[str, Any], what: str = "manifest") -> DocKind:
+    """Say whether a parsed document is an image manifest or an index.
+
+    The top-level ``mediaType`` is optional in OCI (umoci omits it), so when it
+    is missing the shape decides: ``manifests`` → index, ``config`` and
+    ``layers`` → manifest.
+    """
+    media_type = doc.get("mediaType")
+    if media_type in SCHEMA1_TYPES or "fsLayers" in doc or doc.get("schemaVersion") == 1:
+        raise ManifestError(f"{what}: Docker image manifest schema 1 is not supported")
+    if media_type in INDEX_TYPES:
+        return "index"
+    if media_type in MANIFEST_TYPES:
+        return "manifest"
+    if media_type:
+        raise ManifestError(f"{what}: unsupported media type {media_type!r}")
+    if isinstance(doc.get("manifests"), list):
+        return "index"
+    if isinstance(doc.get("config"), dict) and isinstance(doc.get("layers"), list):
+        return "manifest"
+    raise ManifestError(f"{what}: neither an image manifest nor an index")
+
+
+def read_document(store: BlobStore, digest: str, what: str) -> tuple[dict[str, Any], DocKind]:
+    """Read a manifest or index blob, verify its digest, parse and classify it."""
+    data = store.read_verified(digest, what)
+    doc = load_json(data, f"{what} {digest}")
+    return doc, classify(doc, f"{what} {digest}")
+
+
+def is_attestation(descriptor: dict[str, Any]) -> bool:
+    """BuildKit stores provenance/SBOM as fake "manifests" in the index: skip them."""
+    annotations = descriptor.get("annotations") or {}
+    if isinstance(annotations, dict) and annotations.get(REFERENCE_TYPE) == "attestation-manifest":
+        return True
+    platform = descriptor.get("platform") or {}
+    return isinstance(platform, dict) and (
+        platform.get("os") == "unknown" and platform.get("architecture") == "unknown"
+    )
+
+
+def descriptor_digest(descriptor: Any, what: str) -> str:
+    """The digest of a descriptor, or ``ManifestError`` when it has none."""
+    if not isinstance(descriptor, dict) or not isinstance(descriptor.get("digest"), str):
+        raise ManifestError(f"{what}: descriptor without a digest")
+    return descriptor["digest"]
+
+
+@dataclass
+class _Walk:
+    store: BlobStore
+    ref: str
+    images: list[Image] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+
+def images_from_descriptors(
+    store: BlobStore,
+    descriptors: Iterable[tuple[str, dict[str, Any]]],
+) -> list[Image]:
+    """Resolve root descriptors (each with the ref label its images get).
+
+    Indexes fan out into one ``ManifestImage`` per platform manifest, nested
+    indexes are followed up to ``MAX_INDEX_DEPTH``, attestation manifests are
+    skipped, and a manifest reached twice from the same root yields one image.
+    Two roots (two tags) sharing a manifest each keep it, so every tag's
+    report is complete.
+    """
+    images: list[Image] = []
+    for ref, descriptor in descriptors:
+        _resolve(_Walk(store, ref, images), descriptor, depth=0)
+    return images
+
+
+def _resolve(walk: _Walk, descriptor: dict[str, Any], depth: int) -> None:
+    digest = descriptor_digest(descriptor, walk.ref)
+    if digest in walk.seen:
+        return
+    walk.seen.add(digest)
+    doc, kind = read_document(walk.store, digest, f"{walk.ref}: manifest")
+    if kind == "manifest":
+        platform = descriptor.get("platform")
+        walk.images.append(
+            ManifestImage(
+                walk.ref,
+                digest,
+                doc,
+                walk.store,
+                platform_of(platform if isinstance(platform, dict) else None),
+            )
+        )
+        return
+    if depth >= MAX_INDEX_DEPTH:
+        raise ManifestError(f"{walk.ref}: indexes nested deeper than {MAX_INDEX_DEPTH} levels")
+    children = doc.get("manifests")
+    if not isinstance(children, list):
+        raise ManifestError(f"{walk.ref}: index {digest} has no manifest list")
+    for child in children:
+        if not isinstance(child, dict):
+            raise ManifestError(f"{walk.ref}: index {digest} has a malformed descriptor")
+        if is_attestation(child):
+            continue
+        _resolve(walk, child, depth + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformFilter:
+    """``OS/ARCH[/VARIANT]``; a filter without variant matches every variant."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    def matches(self, platform: str) -> bool:
+        """Compare with an image's ``os/arch[/variant]`` label."""
+        parts = platform.split("/")
+        if len(parts) < 2 or parts[0] != self.os or parts[1] != self.architecture:
+            return False
+        return self.variant is None or (len(parts) > 2 and parts[2] == self.variant)
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+def parse_platform(text: str) -> PlatformFilter | None:
+    """``all`` → None (no filter), else ``OS/ARCH[/VARIANT]``; bad text → UsageError."""
+    if text == "all":
+        return None
+    parts = text.split("/")
+    if not 2 <= len(parts) <= 3 or not all(parts):
+        raise UsageError(f"platform must be 'all' or OS/ARCH[/VARIANT], not {text!r}")
+    return PlatformFilter(*parts)
+
+
+def select_platform(images: Sequence[Image], platform: str) -> list[Image]:
+    """Keep the images of one platform; ``all`` keeps everything.
+
+    Images whose platform cannot be told (host sources, a config without os
+    and architecture) are kept: a filter must not silently hide an image.
+    When nothing matches, ``SourceError`` lists the platforms there are.
+    """
+    wanted = parse_platform(platform)
+    if wanted is None:
+        return list(images)
+    kept: list[Image] = []
+    available: list[str] = []
+    for image in images:
+        label = image.platform
+        if label is None or wanted.matches(label):
+            kept.append(image)
+        if label is not None and label not in available:
+            available.append(label)
+    if not kept:
+        listing = ", ".join(available) or "none"
+        raise SourceError(f"no image for platform {wanted}; available: {listing}")
+    return kept
