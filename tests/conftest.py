@@ -1,0 +1,38 @@
+"""Shared, expensive test material: real Debian roots and the project's own implant builds."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from isal import igzip
+
+from tests.support.compile import IMPLANT_SIM, compile_shared
+from tests.support.debian import debootstrap_rootfs
+from tests.support.imagewriter import OCI_LAYER_GZIP, Layer
+
+
+@pytest.fixture(scope="session")
+def bookworm_root() -> Path:
+    """A real Debian bookworm (minbase + openssh-server), debootstrapped once per machine."""
+    return debootstrap_rootfs("bookworm-ssh", include=("openssh-server",))
+
+
+@pytest.fixture(scope="session")
+def bookworm_layer(bookworm_root: Path) -> Layer:
+    """The bookworm root as one gzip layer blob, packed once per session.
+
+    ISA-L level 1 keeps packing a 230 MB root to a couple of seconds; the blob
+    is reused verbatim by every image built on it.
+    """
+    tar = Layer.from_dir(bookworm_root).tar_bytes()
+    blob = igzip.compress(tar, compresslevel=1)
+    return Layer.raw_blob(blob, "sha256:" + hashlib.sha256(tar).hexdigest(), OCI_LAYER_GZIP)
+
+
+@pytest.fixture(scope="session")
+def implant_so(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The project's inert look-alike implant with the published signature bytes."""
+    out = tmp_path_factory.mktemp("implant")
+    return compile_shared(IMPLANT_SIM, out, defines=("WITH_PROLOGUE", "WITH_YARA")).read_bytes()
