@@ -99,7 +99,11 @@ def _write(text: str, output: Path | None) -> None:
     output = output.expanduser()
     if not output.parent.is_dir():
         raise UsageError(f"cannot write {output}: directory {output.parent} does not exist")
+    # Written beside the target and renamed, so a killed scan never leaves half a report.
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is not what a report file should have
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.replace(tmp, output)

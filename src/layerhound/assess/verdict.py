@@ -87,8 +87,8 @@ def assess_image(
             reasons.append(f"package database agrees: {_describe_packages(affected)}")
         else:
             reasons.append(
-                "no package database names an affected xz version: a version-matching "
-                "scanner would miss this image"
+                "no package database in the final filesystem names an affected xz version: "
+                "a version-matching scanner would miss this image"
             )
     if sources and verdict is not Verdict.SOURCE_ARTIFACTS:
         reasons.append(f"backdoored source material also present: {_where(sources)}")

@@ -1,0 +1,207 @@
+"""`make demo`: build a few container images locally, scan them with layerhound, check the verdicts.
+
+Why this exists: the README's first command should show the main job working
+for real on a fresh Debian bookworm machine, without a registry or Docker. The
+images are made from this machine's real Debian packages (liblzma5, libsystemd0,
+openssh-server, fetched with ``apt-get download``) plus the project's own
+*inert* test implant (tests/samples/implant_sim.c: it only carries the published
+byte patterns and hooks nothing; no real backdoor code is used). They are
+written as an OCI layout and a docker-archive, scanned with the real CLI, and
+each verdict is compared with the expected one, so the demo is also a smoke test.
+
+    python demo/demo.py [--out DIR]      # default: ./out/demo under the repo root
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support.compile import IMPLANT_SIM, compile_shared  # noqa: E402
+from tests.support.debian import apt_download, deb_control, deb_data_files  # noqa: E402
+from tests.support.imagewriter import (  # noqa: E402
+    ImageSpec, Layer, Spec, directory, file, symlink, whiteout, write_docker_archive, write_oci,
+)
+
+PACKAGES = ("liblzma5", "libsystemd0", "openssh-server")
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+STATUS = "/var/lib/dpkg/status"
+BACKDOORED_VERSION = "5.6.1-1"
+SSHD = ["/usr/sbin/sshd", "-D"]
+MARKER = ".layerhound-demo"
+EXPECTED = {
+    "clean": "clean",
+    "backdoored-sshd": "backdoored-reachable",
+    "quiet-copy": "backdoored-dormant",
+    "cleaned-up": "backdoor-in-history",
+    "version-only": "affected-version-not-injected",
+}
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def usr_merged(path: str) -> str:
+    """Where dpkg puts a file on merged-/usr bookworm (/lib is a symlink to usr/lib)."""
+    for top in ("/lib/", "/bin/", "/sbin/"):
+        if path.startswith(top):
+            return "/usr" + path
+    return path
+
+
+def status_file(controls: dict[str, str], liblzma_version: str | None = None) -> str:
+    """A dpkg status file from the packages' real control stanzas, all installed."""
+    stanzas = []
+    for package, control in controls.items():
+        lines = control.strip().splitlines()
+        lines.insert(1, "Status: install ok installed")
+        if package == "liblzma5" and liblzma_version is not None:
+            lines = [f"Version: {liblzma_version}" if ln.startswith("Version:") else ln for ln in lines]
+        stanzas.append("\n".join(lines))
+    return "\n\n".join(stanzas) + "\n"
+
+
+def base_layer(files: dict[str, Spec], status: str) -> Layer:
+    """The packages' files plus the merged-/usr symlinks and the dpkg status, parents first."""
+    entries: dict[str, Spec] = {"/bin": symlink("usr/bin"), "/lib": symlink("usr/lib"), "/sbin": symlink("usr/sbin")}
+    wanted = {**files, STATUS: file(status)}
+    parents = {str(p) for path in wanted for p in Path(path).parents if str(p) != "/"}
+    entries.update({d: directory() for d in sorted(parents)})
+    entries.update(sorted(wanted.items()))
+    return Layer.files(entries)
+
+
+def build_images(out: Path) -> tuple[Path, Path]:
+    step("fetching Debian packages (apt-get download: " + ", ".join(PACKAGES) + ")…")
+    files: dict[str, Spec] = {}
+    controls: dict[str, str] = {}
+    for package in PACKAGES:
+        deb = apt_download(package)
+        print(f"    {deb.name}")
+        controls[package] = deb_control(deb)
+        for path, (kind, value) in deb_data_files(deb).items():
+            if path.startswith(("/usr/share/doc/", "/usr/share/man/")):
+                continue
+            if kind == "symlink":
+                files[usr_merged(path)] = symlink(str(value))
+            else:  # dpkg-deb's tar modes are not kept: ELF files and scripts are executable
+                data = value.encode() if isinstance(value, str) else value
+                files[usr_merged(path)] = file(data, 0o755 if data[:4] == b"\x7fELF" or data[:2] == b"#!" else 0o644)
+    clean_lib = files[f"{LIBDIR}/liblzma.so.5"].target
+    print(f"    Debian's liblzma.so.5 -> {clean_lib}")
+
+    step("compiling the project's test implant (tests/samples/implant_sim.c, inert)…")
+    with tempfile.TemporaryDirectory(prefix="layerhound-demo-") as tmp:
+        implant = compile_shared(IMPLANT_SIM, Path(tmp), defines=("WITH_PROLOGUE", "WITH_YARA")).read_bytes()
+
+    base = base_layer(files, status_file(controls))
+    affected_base = base_layer(files, status_file(controls, BACKDOORED_VERSION))
+    implant_files = {f"{LIBDIR}/liblzma.so.5.6.1": file(implant, 0o755), f"{LIBDIR}/liblzma.so.5": symlink("liblzma.so.5.6.1")}
+    upgraded = Layer.files({**implant_files, STATUS: file(status_file(controls, BACKDOORED_VERSION))})
+    copied = Layer.files(implant_files)
+    cleanup = Layer.files({
+        f"{LIBDIR}/liblzma.so.5.6.1": whiteout(),
+        f"{LIBDIR}/liblzma.so.5": symlink(clean_lib),
+        STATUS: file(status_file(controls)),
+    })
+    sshd_image = ImageSpec([base, upgraded], cmd=SSHD, exposed_ports=["22/tcp"])
+    images = {
+        "clean": ImageSpec([base], cmd=SSHD, exposed_ports=["22/tcp"]),
+        "backdoored-sshd": sshd_image,
+        "quiet-copy": ImageSpec([base, copied], cmd=["/bin/sh"]),
+        "cleaned-up": ImageSpec([base, upgraded, cleanup], cmd=SSHD, exposed_ports=["22/tcp"]),
+        "version-only": ImageSpec([affected_base], cmd=SSHD, exposed_ports=["22/tcp"]),
+    }
+
+    layout = out / "layout"
+    step(f"writing OCI layout {shown(layout)} (gzip layers, one tag per image)…")
+    for tag, spec in images.items():
+        written = write_oci(layout, spec, tag=tag)
+        print(f"    {tag:16} {written.manifest_digest}  {len(written.layers)} layer(s)")
+    archive = out / "backdoored-sshd.docker.tar"
+    step(f"writing docker-archive {archive.name} (legacy `docker save` layout)…")
+    write_docker_archive(archive, [(sshd_image, ["backdoored-sshd:demo"])], layout="legacy")
+    return layout, archive
+
+
+def prepare(out: Path) -> None:
+    """Replace a previous demo output; never delete a directory the demo did not make."""
+    if out.exists():
+        if any(out.iterdir()) and not (out / MARKER).exists():
+            sys.exit(f"demo: {out} exists and is not a previous demo output; choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("written by demo/demo.py; safe to delete\n")
+
+
+def expected_for(ref: str, refs: dict[str, str]) -> str | None:
+    for given, verdict in refs.items():
+        if ref == given or ref.startswith(given + ":"):
+            return verdict
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "demo", help="output directory (replaced)")
+    args = parser.parse_args()
+    out: Path = args.out.expanduser().resolve()
+    started = time.monotonic()
+    prepare(out)
+    layout, archive = build_images(out)
+
+    refs = {f"oci:{layout}:{tag}": verdict for tag, verdict in EXPECTED.items()}
+    refs[f"docker-archive:{archive}"] = EXPECTED["backdoored-sshd"]
+    scan = [sys.executable, "-m", "layerhound", "scan", *refs]
+    step("scanning with the real CLI: layerhound scan " + " ".join(r.replace(str(out) + "/", "") for r in refs))
+    sys.stdout.flush()
+    table = subprocess.run(scan, cwd=REPO)
+    report = out / "report.json"
+    as_json = subprocess.run([*scan, "--no-progress", "--format", "json", "-o", str(report)], cwd=REPO)
+    print(f"\nJSON report (layerhound.scan/v1): {report}")
+    # Exit 1 means "backdoored images found", which is the point; 2 is an error.
+    for name, done in (("table", table), ("json", as_json)):
+        if done.returncode not in (0, 1):
+            sys.exit(f"demo FAILED: the {name} scan exited {done.returncode}")
+
+    images = json.loads(report.read_text())["images"]
+    wrong = []
+    for image in images:
+        want = expected_for(image["ref"], refs)
+        if want != image["verdict"]:
+            wrong.append(f"  {image['ref']}: expected {want}, got {image['verdict']}\n    " + "\n    ".join(image["reasons"]))
+    if len(images) != len(refs):
+        wrong.append(f"  expected {len(refs)} images in the report, got {len(images)}")
+    if wrong:
+        print("demo FAILED: verdicts differ from the expected ones:\n" + "\n".join(wrong), file=sys.stderr)
+        return 1
+    print(f"all {len(images)} verdicts as expected ({time.monotonic() - started:.1f}s)\n")
+    print(
+        "What this showed: five images were built here from Debian's own liblzma5, libsystemd0 and "
+        "openssh-server bytes plus the project's inert test implant, and layerhound told them apart from the "
+        "bytes alone. The image whose sshd would load the implanted liblzma is backdoored-reachable (also when "
+        "read from a `docker save` archive); the same implant copied in quietly, with the package database still "
+        "claiming Debian's clean 5.4.1, is still found (backdoored-dormant: nothing starts sshd) where a "
+        "version-matching scanner would say clean; an image that deleted the implant in a later layer still "
+        "ships it in a lower layer (backdoor-in-history); and an image whose package database only claims "
+        "5.6.1-1 over clean bytes is flagged as affected-version-not-injected rather than as backdoored."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
