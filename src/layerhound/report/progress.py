@@ -58,4 +58,7 @@ class ProgressObserver:
         self.progress.advance(self.task)
 
     def image_finished(self, result: ImageResult) -> None:
-        self.progress.console.log(f"{result.ref}: {result.verdict.value}")
+        label = result.ref + (f" [{result.platform}]" if result.platform else "")
+        self.progress.console.print(
+            f"{label}: {result.verdict.value}", markup=False, highlight=False, soft_wrap=True
+        )

@@ -1,0 +1,64 @@
+"""The progress display and the two output formats, on a small real image."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from rich.console import Console
+
+from layerhound.cli import main
+from layerhound.detectors.registry import ALL_DETECTORS
+from layerhound.report.json_report import load_schema
+from layerhound.report.progress import ProgressObserver
+from layerhound.scan import scan_references
+from tests.support.imagewriter import ImageSpec, Layer, write_oci
+
+
+@pytest.fixture()
+def layout(tmp_path: Path) -> Path:
+    path = tmp_path / "layout"
+    write_oci(path, ImageSpec([Layer.files({"/etc/a": "a\n"}), Layer.files({"/etc/b": "b\n"})]), tag="two")
+    return path
+
+
+def test_progress_observer_reports_each_image(layout: Path) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, color_system=None, width=100)
+    with ProgressObserver(console) as observer:
+        results = list(scan_references([f"oci:{layout}:two"], ALL_DETECTORS, "all", observer))
+    assert [r.verdict.value for r in results] == ["clean"]
+    shown = buffer.getvalue()
+    assert f"oci:{layout}:two [linux/amd64]: clean" in shown
+    assert "2/2" in shown  # both layers were counted
+
+
+def test_json_report_written_to_file_is_valid_and_readable(layout: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    assert main(["scan", "--no-progress", "--format", "json", "-o", str(out), f"oci:{layout}:two"]) == 0
+    report = json.loads(out.read_text())
+    jsonschema.validate(report, load_schema())
+    assert out.stat().st_mode & 0o044 == 0o044  # group/other readable, like any report
+    assert [len(i["layers"]) for i in report["images"]] == [2]
+
+
+def test_output_into_missing_directory_is_a_usage_error(
+    layout: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["scan", "--no-progress", "-o", str(tmp_path / "no" / "such.json"), f"oci:{layout}:two"])
+    assert status == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_schema_rejects_a_document_that_breaks_the_contract(layout: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["scan", "--no-progress", "--format", "json", f"oci:{layout}:two"])
+    report = json.loads(capsys.readouterr().out)
+    report["images"][0]["verdict"] = "probably-fine"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, load_schema())
+    del report["images"][0]["verdict"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, load_schema())
