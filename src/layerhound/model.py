@@ -93,6 +93,25 @@ class Finding:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """Something true about one file that is not evidence by itself.
+
+    An ELF's DT_NEEDED list, the loader's configuration, the xz packages a
+    database claims: the assessment combines facts of the final filesystem
+    (which library sshd would load, whether a database contradicts the bytes).
+    """
+
+    collector: str
+    """Which detector produced it; the assessment looks facts up by this name."""
+    path: str
+    data: dict[str, Any] = field(default_factory=dict)
+    layer: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"collector": self.collector, "path": self.path, "layer": self.layer, "data": self.data}
+
+
 @dataclass(slots=True)
 class LayerStats:
     """How much of a layer was looked at; proves detectors actually ran."""
@@ -135,6 +154,7 @@ class LayerResult:
     opaque_dirs: list[str] = field(default_factory=list)
     """Directories whose lower-layer contents are hidden (``.wh..wh..opq``)."""
     findings: list[Finding] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
     stats: LayerStats = field(default_factory=LayerStats)
     cached: bool = False
 

@@ -14,15 +14,32 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from layerhound.fs.merged import MergedView, Origin
-from layerhound.model import Finding, LayerResult
+from layerhound.model import Fact, Finding, LayerResult
 
 
-def attribute_findings(view: MergedView, layers: Sequence[LayerResult]) -> list[Finding]:
-    """All findings of all layers, with ``in_final_fs`` set and hard-link names added."""
+def _final_paths(view: MergedView) -> dict[Origin, list[str]]:
+    """For the bytes each layer carried: every final path that still shows them."""
     final_paths: dict[Origin, list[str]] = defaultdict(list)
     for path, node in view.walk():
         if node.origin is not None:
             final_paths[node.origin].append(path)
+    return final_paths
+
+
+def final_facts(view: MergedView, layers: Sequence[LayerResult]) -> list[Fact]:
+    """The facts about files of the final filesystem, under each path they have there."""
+    final_paths = _final_paths(view)
+    facts: list[Fact] = []
+    for index, layer in enumerate(layers):
+        for fact in layer.facts:
+            for path in final_paths.get((index, fact.path), []):
+                facts.append(fact if path == fact.path else dataclasses.replace(fact, path=path))
+    return facts
+
+
+def attribute_findings(view: MergedView, layers: Sequence[LayerResult]) -> list[Finding]:
+    """All findings of all layers, with ``in_final_fs`` set and hard-link names added."""
+    final_paths = _final_paths(view)
 
     attributed: list[Finding] = []
     for index, layer in enumerate(layers):

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from layerhound.model import Entry, Finding
+from layerhound.model import Entry, Fact, Finding
 
 HEAD_SIZE = 64
 """Bytes of each regular file every detector may look at in ``wants``."""
@@ -49,9 +49,11 @@ class Detector(ABC):
         """
 
     @abstractmethod
-    def inspect(self, entry: Entry, data: bytes) -> Iterable[Finding]:
+    def inspect(self, entry: Entry, data: bytes) -> Iterable[Finding | Fact]:
         """Judge a whole file. ``data`` is the complete content.
 
-        Findings need not fill ``layer`` or ``sha256``: the engine sets the
-        layer digest and the file's sha256 where the detector left them None.
+        Yields findings (evidence) and facts (what the assessment needs to
+        know about the file, e.g. its DT_NEEDED list). Neither need fill
+        ``layer`` (nor a finding its ``sha256``): the engine sets the layer
+        digest and the file's sha256 where the detector left them None.
         """

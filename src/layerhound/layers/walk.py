@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from layerhound.detectors.base import HEAD_SIZE, Detector, is_elf
 from layerhound.layers.layer import Layer, TarBlobLayer, describe
-from layerhound.model import EntryType, LayerResult
+from layerhound.model import EntryType, Fact, LayerResult
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -64,12 +64,13 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
             except Exception as exc:  # noqa: BLE001 - reported, see docstring
                 stats.detector_errors.append(f"{detector.name}: {entry.path}: {describe(exc)}")
                 continue
-            result.findings.extend(
-                dataclasses.replace(
-                    f, layer=f.layer or layer.digest, sha256=f.sha256 or sha256
-                )
-                for f in found
-            )
+            for item in found:
+                if isinstance(item, Fact):
+                    result.facts.append(dataclasses.replace(item, layer=item.layer or layer.digest))
+                else:
+                    result.findings.append(
+                        dataclasses.replace(item, layer=item.layer or layer.digest, sha256=item.sha256 or sha256)
+                    )
     if isinstance(layer, TarBlobLayer):
         stats.compression = layer.compression
     return result
