@@ -1,7 +1,8 @@
 # Everything a fresh Debian bookworm machine needs, then the job.
 #   make demo   build a few images from this machine's Debian packages and the
 #               project's own test implant, scan them, print the verdicts
-#   make test   run the test suite
+#   make test   lint (ruff, mypy --strict), then run the test suite
+#   make lint   only the linters
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,11 +33,16 @@ venv: $(VENV)/.installed
 
 setup: system-deps venv
 
+lint: venv
+	$(BIN)/ruff check src tests demo bench
+	$(BIN)/mypy
+
 test: setup
+	$(MAKE) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/python demo/demo.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -16,18 +16,18 @@ import io
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from isal import igzip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from layerhound.detectors.registry import ALL_DETECTORS  # noqa: E402
-from layerhound.layers.layer import TarBlobLayer  # noqa: E402
-from layerhound.layers.walk import walk_layer  # noqa: E402
-from tests.support.debian import debootstrap_rootfs  # noqa: E402
+from layerhound.detectors.registry import ALL_DETECTORS
+from layerhound.layers.layer import TarBlobLayer
+from layerhound.layers.walk import walk_layer
+from tests.support.debian import debootstrap_rootfs
 
 ROUNDS = 3
 
@@ -41,15 +41,14 @@ def build_blob(root: Path) -> bytes:
 
 def baseline(blob: bytes) -> int:
     members = 0
-    with igzip.IGzipFile(fileobj=io.BytesIO(blob)) as stream:
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
-            for info in archive:
-                members += 1
-                if info.isreg():
-                    handle = archive.extractfile(info)
-                    assert handle is not None
-                    while handle.read(1 << 20):
-                        pass
+    with igzip.IGzipFile(fileobj=io.BytesIO(blob)) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
+        for info in archive:
+            members += 1
+            if info.isreg():
+                handle = archive.extractfile(info)
+                assert handle is not None
+                while handle.read(1 << 20):
+                    pass
     return members
 
 

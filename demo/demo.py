@@ -29,7 +29,15 @@ sys.path.insert(0, str(REPO))
 from tests.support.compile import IMPLANT_SIM, compile_shared  # noqa: E402
 from tests.support.debian import apt_download, deb_control, deb_data_files  # noqa: E402
 from tests.support.imagewriter import (  # noqa: E402
-    ImageSpec, Layer, Spec, directory, file, symlink, whiteout, write_docker_archive, write_oci,
+    ImageSpec,
+    Layer,
+    Spec,
+    directory,
+    file,
+    symlink,
+    whiteout,
+    write_docker_archive,
+    write_oci,
 )
 
 PACKAGES = ("liblzma5", "libsystemd0", "openssh-server")
@@ -110,7 +118,10 @@ def build_images(out: Path) -> tuple[Path, Path]:
 
     base = base_layer(files, status_file(controls))
     affected_base = base_layer(files, status_file(controls, BACKDOORED_VERSION))
-    implant_files = {f"{LIBDIR}/liblzma.so.5.6.1": file(implant, 0o755), f"{LIBDIR}/liblzma.so.5": symlink("liblzma.so.5.6.1")}
+    implant_files = {
+        f"{LIBDIR}/liblzma.so.5.6.1": file(implant, 0o755),
+        f"{LIBDIR}/liblzma.so.5": symlink("liblzma.so.5.6.1"),
+    }
     upgraded = Layer.files({**implant_files, STATUS: file(status_file(controls, BACKDOORED_VERSION))})
     copied = Layer.files(implant_files)
     cleanup = Layer.files({
@@ -183,7 +194,8 @@ def main() -> int:
     for image in images:
         want = expected_for(image["ref"], refs)
         if want != image["verdict"]:
-            wrong.append(f"  {image['ref']}: expected {want}, got {image['verdict']}\n    " + "\n    ".join(image["reasons"]))
+            reasons = "\n    ".join(image["reasons"])
+            wrong.append(f"  {image['ref']}: expected {want}, got {image['verdict']}\n    {reasons}")
     if len(images) != len(refs):
         wrong.append(f"  expected {len(refs)} images in the report, got {len(images)}")
     if wrong:

@@ -74,7 +74,9 @@ def status_claiming(root: Path, version: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory, bookworm_layer: Layer, bookworm_root: Path, implant_so: bytes) -> Path:
+def layout(
+    tmp_path_factory: pytest.TempPathFactory, bookworm_layer: Layer, bookworm_root: Path, implant_so: bytes
+) -> Path:
     """One OCI layout holding every bookworm-based image of this module, by tag."""
     path = tmp_path_factory.mktemp("e2e") / "layout"
     base = bookworm_layer
@@ -123,8 +125,10 @@ def test_implant_loaded_by_sshd_is_reachable(
     assert ("xz-get-cpuid-prologue", f"{LIB}/liblzma.so.5.6.1", True) in rules
     assert ("xz-yara-opcodes", f"{LIB}/liblzma.so.5.6.1", True) in rules
     # The real dpkg database says 5.4.1: the bytes win, and the report says so.
+    assert ("package-claims-clean", "/var/lib/dpkg/status", True) in rules
     assert any("version-matching scanner would miss" in r for r in image["reasons"])
-    assert any("starts sshd" in r for r in image["reasons"])
+    assert any("runs sshd directly: /usr/sbin/sshd -D" in r for r in image["reasons"])
+    assert any("sshd would load the implant at start-up" in r for r in image["reasons"])
 
 
 def test_implant_without_sshd_started_is_dormant(capsys: pytest.CaptureFixture[str], layout: Path) -> None:
@@ -141,8 +145,9 @@ def test_affected_version_with_clean_bytes(capsys: pytest.CaptureFixture[str], l
     [image] = report["images"]
     assert status == 0  # below the default --fail-on
     assert image["verdict"] == "affected-version-not-injected"
-    [finding] = image["findings"]
+    finding, disagreement = image["findings"]
     assert finding["kind"] == "package" and finding["evidence"]["version"] == "5.6.1-1"
+    assert disagreement["rule"] == "package-claims-affected" and disagreement["indicates"] == "inconsistency"
     assert main(["scan", "--no-progress", "--fail-on", "affected", f"oci:{layout}:affected-version"]) == 1
     capsys.readouterr()
 
@@ -175,7 +180,10 @@ def test_skopeo_docker_archive_of_bookworm_is_clean(
 ) -> None:
     archive = tmp_path / "bookworm.tar"
     subprocess.run(
-        ["skopeo", "--insecure-policy", "copy", "-q", f"oci:{layout}:clean", f"docker-archive:{archive}:test/bookworm:ssh"],
+        [
+            "skopeo", "--insecure-policy", "copy", "-q",
+            f"oci:{layout}:clean", f"docker-archive:{archive}:test/bookworm:ssh",
+        ],
         check=True,
         capture_output=True,
     )
@@ -209,7 +217,8 @@ def test_clean_version_with_implant_bytes_in_docker_archive(
     status, report = scan(capsys, f"docker-archive:{archive}:relabelled/liblzma:1")
     [result] = report["images"]
     assert status == 1 and result["verdict"] == "backdoored-dormant"
-    assert not any(f["kind"] == "package" for f in result["findings"])
+    rules = [f["rule"] for f in result["findings"]]
+    assert "dpkg-affected-version" not in rules and "package-claims-clean" in rules
 
 
 def test_source_tree_with_trigger_markers(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -256,7 +265,9 @@ def test_corrupt_layer_fails_only_its_image(capsys: pytest.CaptureFixture[str], 
     archive = tmp_path / "other.tar"
     write_docker_archive(archive, [(ImageSpec([Layer.files({"/etc/c": "fine\n"})]), ["other:1"])])
 
-    status, report = scan(capsys, f"oci:{layout}:bad", f"oci:{layout}:good", f"docker-archive:{archive}", f"oci:{tmp_path}/missing")
+    status, report = scan(
+        capsys, f"oci:{layout}:bad", f"oci:{layout}:good", f"docker-archive:{archive}", f"oci:{tmp_path}/missing"
+    )
     images = report["images"]
     assert status == 2
     assert [i["verdict"] for i in images] == ["error", "clean", "clean", "error"]

@@ -21,7 +21,7 @@ from layerhound.errors import LayerhoundError, ReferenceError_, UsageError
 from layerhound.model import ImageResult, Verdict
 from layerhound.report.json_report import render_json
 from layerhound.report.table import render_table
-from layerhound.scan import ScanObserver, scan_references
+from layerhound.scan import scan_references
 from layerhound.sources.refs import parse_reference
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
@@ -120,11 +120,10 @@ def run_scan(args: argparse.Namespace) -> int:
     if show_progress:
         from layerhound.report.progress import ProgressObserver
 
-        with ProgressObserver() as observer:
-            results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, observer))
+        with ProgressObserver() as progress:
+            results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, progress))
     else:
-        observer: ScanObserver | None = None
-        results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, observer))
+        results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, None))
 
     if args.format == OutputFormat.JSON.value:
         text = render_json(results, rules_version())

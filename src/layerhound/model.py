@@ -62,6 +62,9 @@ class Indicates(str, enum.Enum):
     """Backdoored source material: tarballs, the trigger m4, payload test files."""
     AFFECTED_VERSION = "affected-version"
     """A package database names an affected version; says nothing about bytes."""
+    INCONSISTENCY = "inconsistency"
+    """The package database and the bytes disagree. Informational: the verdict
+    follows the bytes, this says what a version-matching scanner would get wrong."""
 
 
 @dataclass(frozen=True, slots=True)

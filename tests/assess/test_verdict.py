@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from layerhound.assess.verdict import assess_image
-from layerhound.model import Entry, EntryType, Finding, Indicates, Kind, LayerResult, Verdict
+from layerhound.model import Entry, EntryType, Fact, Finding, Indicates, Kind, LayerResult, Verdict
 
 LIB = "/usr/lib/x86_64-linux-gnu"
 SSHD_CONFIG: dict[str, Any] = {"config": {"Cmd": ["/usr/sbin/sshd", "-D"], "ExposedPorts": {"22/tcp": {}}}}
@@ -25,18 +25,42 @@ def affected(version: str = "5.6.1-1") -> Finding:
     )
 
 
+def elf(path: str, needed: list[str], soname: str | None = None) -> Fact:
+    return Fact(
+        "elf-dynamic",
+        path,
+        {
+            "class": 64,
+            "machine": "x86_64",
+            "type": "dyn",
+            "needed": needed,
+            "rpath": [],
+            "runpath": [],
+            "soname": soname,
+        },
+    )
+
+
 def base_layer(*findings: Finding, sshd: bool = True, lib_name: str = "liblzma.so.5.6.1") -> LayerResult:
+    """A usrmerged Debian-like layout: sshd → libsystemd.so.0 → liblzma.so.5 (the chain distributions made)."""
     entries = [
         Entry("/lib", EntryType.SYMLINK, linkname="usr/lib"),
         Entry("/usr", EntryType.DIR),
         Entry(LIB, EntryType.DIR),
         Entry(f"{LIB}/{lib_name}", EntryType.FILE, 200),
         Entry(f"{LIB}/liblzma.so.5", EntryType.SYMLINK, linkname=lib_name),
+        Entry(f"{LIB}/libsystemd.so.0.35.0", EntryType.FILE, 200),
+        Entry(f"{LIB}/libsystemd.so.0", EntryType.SYMLINK, linkname="libsystemd.so.0.35.0"),
         Entry("/var/lib/dpkg/status", EntryType.FILE, 100),
+    ]
+    facts = [
+        elf(f"{LIB}/{lib_name}", ["libc.so.6"], "liblzma.so.5"),
+        elf(f"{LIB}/libsystemd.so.0.35.0", ["liblzma.so.5", "libc.so.6"], "libsystemd.so.0"),
     ]
     if sshd:
         entries.append(Entry("/usr/sbin/sshd", EntryType.FILE, 900))
-    return LayerResult(digest="sha256:" + "a" * 64, size=1, entries=entries, findings=list(findings))
+        facts.append(elf("/usr/sbin/sshd", ["libsystemd.so.0", "libc.so.6"]))
+    return LayerResult(digest="sha256:" + "a" * 64, size=1, entries=entries, findings=list(findings), facts=facts)
 
 
 def verdict(layers: list[LayerResult], config: dict[str, Any] | None = None) -> tuple[Verdict, list[str]]:
@@ -47,7 +71,10 @@ def verdict(layers: list[LayerResult], config: dict[str, Any] | None = None) -> 
 def test_implant_loaded_by_running_sshd_is_reachable() -> None:
     v, reasons = verdict([base_layer(implant(f"{LIB}/liblzma.so.5.6.1"), affected())])
     assert v is Verdict.BACKDOORED_REACHABLE
-    assert any("sshd is present" in r for r in reasons)
+    assert any(
+        "/usr/sbin/sshd → libsystemd.so.0" in r and "liblzma.so.5 (/usr/lib/x86_64-linux-gnu/liblzma.so.5.6.1" in r
+        for r in reasons
+    ), reasons
     assert any("package database agrees" in r for r in reasons)
 
 
@@ -59,19 +86,25 @@ def test_no_sshd_makes_it_dormant_and_says_why() -> None:
 
 
 def test_image_that_does_not_start_sshd_is_dormant() -> None:
-    v, reasons = verdict(
-        [base_layer(implant(f"{LIB}/liblzma.so.5.6.1"))], {"config": {"Cmd": ["/bin/bash"]}}
-    )
+    layer = base_layer(implant(f"{LIB}/liblzma.so.5.6.1"))
+    layer.entries.append(Entry("/usr/bin/bash", EntryType.FILE, 10))
+    layer.entries.append(Entry("/bin", EntryType.SYMLINK, linkname="usr/bin"))
+    v, reasons = verdict([layer], {"config": {"Cmd": ["/bin/bash"]}})
     assert v is Verdict.BACKDOORED_DORMANT
     assert any("does not start sshd: /bin/bash" in r for r in reasons)
 
 
 def test_implant_off_the_search_path_is_dormant() -> None:
-    layer = base_layer(implant("/opt/app/liblzma.so.5"))
+    layer = base_layer(implant("/opt/app/liblzma.so.5"), lib_name="liblzma.so.5.4.1")
     layer.entries.append(Entry("/opt/app/liblzma.so.5", EntryType.FILE, 10))
+    layer.facts.append(elf("/opt/app/liblzma.so.5", ["libc.so.6"], "liblzma.so.5"))
     v, reasons = verdict([layer])
     assert v is Verdict.BACKDOORED_DORMANT
-    assert any("which is clean" in r for r in reasons)
+    assert any(
+        "would load liblzma.so.5 from /usr/lib/x86_64-linux-gnu/liblzma.so.5.4.1" in r
+        and "not the implant (/opt/app/liblzma.so.5)" in r
+        for r in reasons
+    ), reasons
 
 
 def test_implant_deleted_in_upper_layer_is_history() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from layerhound.detectors.base import HEAD_SIZE, Detector, is_elf
 from layerhound.detectors.hashes import KnownHashDetector
 from layerhound.detectors.signatures import ByteSignatureDetector

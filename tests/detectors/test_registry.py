@@ -26,7 +26,10 @@ class FakeDetector:
 def test_all_detectors_are_instances_with_unique_names() -> None:
     assert all(isinstance(d, Detector) for d in ALL_DETECTORS)
     names = [d.name for d in ALL_DETECTORS]
-    assert names == ["dpkg", "known-hashes", "byte-signatures", "source-artifacts"]
+    assert len(names) == len(set(names))
+    evidence = {"dpkg", "known-hashes", "byte-signatures", "source-artifacts"}
+    facts = {"elf-dynamic", "loader-config", "startup"}
+    assert evidence | facts <= set(names)
     assert all(d.version >= 1 for d in ALL_DETECTORS)
 
 

@@ -6,9 +6,8 @@ import gzip
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 import zstandard

@@ -89,7 +89,7 @@ def test_members_with_dot_slash_and_links(tmp_path: Path) -> None:
 def test_errors(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="does not exist"):
         open_images(f"oci-archive:{tmp_path / 'missing.tar'}")
-    with pytest.raises(SourceError, match="is a directory.*use oci:"):
+    with pytest.raises(SourceError, match=r"is a directory.*use oci:"):
         open_images(f"oci-archive:{tmp_path}")
     (tmp_path / "junk.tar").write_bytes(b"this is not a tar file at all" * 40)
     with pytest.raises(SourceError, match="not a readable tar file"):

@@ -102,7 +102,14 @@ def test_skopeo_oci_archive(umoci_layout: Path, tmp_path: Path) -> None:
 
 
 SPEC = ImageSpec(
-    [Layer.files({"/usr/lib/liblzma.so.5.6.0": file(b"\x7fELF ours", 0o755), "/usr/lib/liblzma.so.5": symlink("liblzma.so.5.6.0")})],
+    [
+        Layer.files(
+            {
+                "/usr/lib/liblzma.so.5.6.0": file(b"\x7fELF ours", 0o755),
+                "/usr/lib/liblzma.so.5": symlink("liblzma.so.5.6.0"),
+            }
+        )
+    ],
     entrypoint=["/usr/sbin/sshd"],
 )
 OURS = [[("/usr/lib/liblzma.so.5.6.0", "file", b"\x7fELF ours"), ("/usr/lib/liblzma.so.5", "symlink", b"")]]

@@ -21,7 +21,12 @@ from layerhound.sources.refs import normalize_name_tag, parse_reference, split_p
         ("oci-archive:/tmp/img.tar:latest", "oci-archive", "/tmp/img.tar", "latest"),
         ("docker-archive:/tmp/s.tar", "docker-archive", "/tmp/s.tar", None),
         ("docker-archive:/tmp/s.tar:busybox:1.36", "docker-archive", "/tmp/s.tar", "busybox:1.36"),
-        ("docker-archive:/tmp/s.tar:docker.io/library/busybox:1", "docker-archive", "/tmp/s.tar", "docker.io/library/busybox:1"),
+        (
+            "docker-archive:/tmp/s.tar:docker.io/library/busybox:1",
+            "docker-archive",
+            "/tmp/s.tar",
+            "docker.io/library/busybox:1",
+        ),
         ("docker-archive:/tmp/s.tar:@0", "docker-archive", "/tmp/s.tar", "@0"),
         ("docker-archive:/tmp/s.tar:@12", "docker-archive", "/tmp/s.tar", "@12"),
         ("rootfs:/srv/root:with:colons", "rootfs", "/srv/root:with:colons", None),

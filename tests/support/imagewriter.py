@@ -406,7 +406,12 @@ def _attestation(blobs: _Blobs, subject: str) -> dict[str, Any]:
     statement = dumps({"_type": "https://in-toto.io/Statement/v0.1", "subject": [], "predicate": {}})
     layer_digest, layer_size = blobs.put(statement)
     config_digest, config_size = blobs.put_json(
-        {"architecture": "unknown", "os": "unknown", "config": {}, "rootfs": {"type": "layers", "diff_ids": [layer_digest]}}
+        {
+            "architecture": "unknown",
+            "os": "unknown",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        }
     )
     digest, size = blobs.put_json(
         {
@@ -608,7 +613,8 @@ def _write_legacy(root: Path, images: Sequence[tuple[ImageSpec, Sequence[str]]])
             (root / layer_id).mkdir(exist_ok=True)
             os.replace(blob_file(root, one.digest), root / layer_id / "layer.tar")
             (root / layer_id / "VERSION").write_bytes(b"1.0")
-            (root / layer_id / "json").write_bytes(dumps({"id": layer_id, "parent": parent} if parent else {"id": layer_id}))
+            layer_json = {"id": layer_id, "parent": parent} if parent else {"id": layer_id}
+            (root / layer_id / "json").write_bytes(dumps(layer_json))
             layers.append(WrittenLayer(one.diff_id, one.diff_id, one.size, DOCKER_LAYER))
             paths.append(f"{layer_id}/layer.tar")
             parent = layer_id

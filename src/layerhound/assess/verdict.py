@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from layerhound.assess.attribution import attribute_findings
+from layerhound.assess.attribution import attribute_findings, final_facts
+from layerhound.assess.consistency import package_consistency
 from layerhound.assess.reachability import assess_reachability
 from layerhound.fs.merged import MergedView
 from layerhound.model import Finding, ImageResult, Indicates, LayerResult, Verdict
@@ -41,6 +42,7 @@ def assess_image(
     """Build the merged view, attribute findings, and pick the verdict."""
     view = MergedView.build(layers)
     findings = attribute_findings(view, layers)
+    facts = final_facts(view, layers)
 
     def select(kinds: set[Indicates], final: bool) -> list[Finding]:
         return [f for f in findings if f.indicates in kinds and f.in_final_fs is final]
@@ -54,7 +56,7 @@ def assess_image(
     reasons: list[str] = []
     if implants:
         reasons.append(f"implanted liblzma in the final filesystem: {_where(implants)}")
-        reach = assess_reachability(view, config, [f.path for f in implants])
+        reach = assess_reachability(view, config, facts, [f.path for f in implants])
         verdict = Verdict.BACKDOORED_REACHABLE if reach.reachable else Verdict.BACKDOORED_DORMANT
         reasons.extend(reach.reasons)
         reasons.extend(f"caveat: {c}" for c in reach.caveats)
@@ -72,24 +74,24 @@ def assess_image(
         reasons.append(f"backdoored xz source material, no built implant: {_where(sources)}")
     elif affected:
         verdict = Verdict.AFFECTED_VERSION_NOT_INJECTED
+        never_injected = all(f.evidence.get("injected_builds") is False for f in affected)
         reasons.append(
             "the package database names an affected xz version, but no implant is in the "
             f"bytes: {_describe_packages(affected)}"
+            + ("; this distribution's builds were never injected" if never_injected else "")
         )
     else:
         verdict = Verdict.CLEAN
         reasons.append("no evidence of CVE-2024-3094")
 
-    if verdict.rank >= Verdict.BACKDOOR_IN_HISTORY.rank:
-        if history and verdict is not Verdict.BACKDOOR_IN_HISTORY:
-            reasons.append(f"also in lower layers: {_where(history)}")
-        if affected:
-            reasons.append(f"package database agrees: {_describe_packages(affected)}")
-        else:
-            reasons.append(
-                "no package database in the final filesystem names an affected xz version: "
-                "a version-matching scanner would miss this image"
-            )
+    if history and verdict.rank > Verdict.BACKDOOR_IN_HISTORY.rank:
+        reasons.append(f"also in lower layers: {_where(history)}")
+    disagreements = package_consistency(facts, implants, affected)
+    findings.extend(disagreements)
+    if verdict.rank >= Verdict.BACKDOOR_IN_HISTORY.rank and affected and not disagreements:
+        reasons.append(f"package database agrees: {_describe_packages(affected)}")
+    if implants:
+        reasons.extend(f.evidence["summary"] for f in disagreements)
     if sources and verdict is not Verdict.SOURCE_ARTIFACTS:
         reasons.append(f"backdoored source material also present: {_where(sources)}")
     reasons.extend(_layer_notes(layers))

@@ -14,16 +14,21 @@ from collections.abc import Iterable
 
 from layerhound.detectors.base import Detector
 from layerhound.detectors.dpkg import DpkgDetector
+from layerhound.detectors.elf_dynamic import ElfDynamicFacts
 from layerhound.detectors.hashes import KnownHashDetector
+from layerhound.detectors.loader_config import LoaderConfigFacts
 from layerhound.detectors.signatures import ByteSignatureDetector
 from layerhound.detectors.source_artifacts import SourceArtifactDetector
-
+from layerhound.detectors.startup import StartupFacts
 
 _BUILTIN = (
     DpkgDetector(),
     KnownHashDetector(),
     ByteSignatureDetector(),
     SourceArtifactDetector(),
+    ElfDynamicFacts(),
+    LoaderConfigFacts(),
+    StartupFacts(),
 )
 
 ALL_DETECTORS: tuple[Detector, ...] = _BUILTIN

@@ -147,7 +147,7 @@ class MergedView:
                 if resolved:
                     resolved.pop()
                 continue
-            node = self.lookup("/" + "/".join(resolved + [part]))
+            node = self.lookup("/" + "/".join([*resolved, part]))
             if node is None:
                 return None
             if node.entry.type is EntryType.SYMLINK:

@@ -17,7 +17,7 @@ import tarfile
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +27,7 @@ import zstandard
 from layerhound.errors import BlobError, CorruptLayer, DigestMismatch, SourceError
 from layerhound.layers.stream import (
     CHUNK,
+    ByteStream,
     HashingReader,
     VerifyingReader,
     decompressing_reader,
@@ -53,12 +54,12 @@ class Member:
     the stream at most once.
     """
 
-    __slots__ = ("entry", "_fileobj", "_buffer", "_explain")
+    __slots__ = ("_buffer", "_explain", "_fileobj", "entry")
 
     def __init__(
         self,
         entry: Entry,
-        fileobj: BinaryIO | None,
+        fileobj: ByteStream | None,
         explain: Callable[[], None] | None = None,
     ) -> None:
         self.entry = entry
@@ -178,10 +179,8 @@ def _explain_by_digest(verifier: VerifyingReader) -> None:
     is reached; reading the rest and comparing digests reports what actually
     happened (``DigestMismatch``) instead of a generic ``CorruptLayer``.
     """
-    try:
+    with suppress(OSError):
         verifier.finish()
-    except OSError:
-        pass
 
 
 def _tar_members(archive: tarfile.TarFile, tar_stream: HashingReader) -> Iterator[tarfile.TarInfo]:

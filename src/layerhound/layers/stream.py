@@ -11,7 +11,7 @@ import bz2
 import hashlib
 import io
 import lzma
-from typing import BinaryIO
+from typing import Any, Protocol
 
 import zstandard
 from isal import igzip
@@ -24,6 +24,17 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 BZIP2_MAGIC = b"BZh"
+
+
+class ByteStream(Protocol):
+    """What the readers here use of the stream they wrap: ``read``.
+
+    Blob files, tar members and every decompressor qualify, though typeshed
+    gives them no common ``BinaryIO``/``IO[bytes]`` base (``GzipFile`` is not
+    an ``IO[bytes]``).
+    """
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def parse_digest(digest: str) -> tuple[str, str]:
@@ -42,7 +53,7 @@ class VerifyingReader(io.RawIOBase):
 
     def __init__(
         self,
-        raw: BinaryIO,
+        raw: ByteStream,
         digest: str | None,
         size: int | None = None,
         what: str = "blob",
@@ -102,7 +113,7 @@ class VerifyingReader(io.RawIOBase):
 class HashingReader(io.RawIOBase):
     """Hashes a decompressed stream so the layer's diff_id can be checked."""
 
-    def __init__(self, inner: BinaryIO) -> None:
+    def __init__(self, inner: ByteStream) -> None:
         self._inner = inner
         self._hash = hashlib.sha256()
         self.bytes_read = 0
@@ -141,24 +152,25 @@ def sniff_compression(head: bytes) -> str:
     return "none"
 
 
-def decompressing_reader(raw: io.BufferedReader) -> tuple[BinaryIO, str]:
+def decompressing_reader(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
     """Wrap a buffered raw stream in the decompressor its magic bytes call for.
 
     The media type is not trusted: registries and ``docker save`` mislabel
     layers, and the magic bytes are what the runtime itself would act on.
     """
     compression = sniff_compression(raw.peek(8)[:8])
-    stream: BinaryIO
+    stream: ByteStream
     if compression == "gzip":
-        stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        # isal.igzip ships no annotations; IGzipFile is a gzip.GzipFile subclass.
+        stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
     elif compression == "zstd":
-        stream = zstandard.ZstdDecompressor().stream_reader(  # type: ignore[assignment]
+        stream = zstandard.ZstdDecompressor().stream_reader(
             raw, read_across_frames=True, closefd=False
         )
     elif compression == "xz":
-        stream = lzma.LZMAFile(raw, mode="rb")  # type: ignore[assignment]
+        stream = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - returned to the caller
     elif compression == "bzip2":
-        stream = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
+        stream = bz2.BZ2File(raw, mode="rb")
     else:
-        stream = raw  # type: ignore[assignment]
+        stream = raw
     return stream, compression

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, BinaryIO
 
 from layerhound.errors import BlobError, ManifestError
@@ -122,7 +122,7 @@ class ManifestImage(Image):
             return None
 
     @cached_property
-    def config(self) -> dict[str, Any]:  # type: ignore[override]
+    def config(self) -> dict[str, Any]:
         descriptor = self.manifest.get("config")
         if not isinstance(descriptor, dict) or not isinstance(descriptor.get("digest"), str):
             raise ManifestError(f"{self.ref}: manifest has no config descriptor")
@@ -130,7 +130,7 @@ class ManifestImage(Image):
         return load_json(data, f"{self.ref}: image config")
 
     @cached_property
-    def layers(self) -> list[Layer]:  # type: ignore[override]
+    def layers(self) -> list[Layer]:
         descriptors = self.manifest.get("layers")
         if not isinstance(descriptors, list):
             raise ManifestError(f"{self.ref}: manifest has no layer list")
@@ -152,7 +152,7 @@ class ManifestImage(Image):
                     digest=digest,
                     size=size,
                     media_type=str(desc.get("mediaType") or ""),
-                    opener=lambda d=digest: self.store.open(d),
+                    opener=partial(self.store.open, digest),
                     diff_id=diff_id if isinstance(diff_id, str) else None,
                 )
             )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -221,14 +221,14 @@ class DockerArchiveImage(Image):
             return None
 
     @cached_property
-    def config(self) -> dict[str, Any]:  # type: ignore[override]
+    def config(self) -> dict[str, Any]:
         assert self.digest is not None
         store = _MemberStore(self.archive, {self.digest: self.config_name})
         data = store.read_verified(self.digest, f"{self.ref}: image config")
         return load_json(data, f"{self.ref}: image config")
 
     @cached_property
-    def layers(self) -> list[Layer]:  # type: ignore[override]
+    def layers(self) -> list[Layer]:
         rootfs = self.config.get("rootfs")
         diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
         if not isinstance(diff_ids, list) or len(diff_ids) != len(self.layer_names):
@@ -240,7 +240,7 @@ class DockerArchiveImage(Image):
         return list(self._layers(diff_ids))
 
     def _layers(self, diff_ids: list[Any]) -> Iterator[Layer]:
-        for name, diff_id in zip(self.layer_names, diff_ids):
+        for name, diff_id in zip(self.layer_names, diff_ids, strict=True):  # lengths checked in layers
             if not isinstance(diff_id, str):
                 raise ManifestError(f"{self.ref}: config has a malformed diff_id {diff_id!r}")
             info = self.archive.find(name)
@@ -251,6 +251,6 @@ class DockerArchiveImage(Image):
                 digest=named or diff_id,
                 size=info.size,
                 media_type=OCI_LAYER if named else DOCKER_LAYER,
-                opener=lambda n=name: self.archive.open(n),
+                opener=partial(self.archive.open, name),
                 diff_id=diff_id,
             )

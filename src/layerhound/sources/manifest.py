@@ -87,9 +87,10 @@ def is_attestation(descriptor: dict[str, Any]) -> bool:
 
 def descriptor_digest(descriptor: Any, what: str) -> str:
     """The digest of a descriptor, or ``ManifestError`` when it has none."""
-    if not isinstance(descriptor, dict) or not isinstance(descriptor.get("digest"), str):
+    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+    if not isinstance(digest, str):
         raise ManifestError(f"{what}: descriptor without a digest")
-    return descriptor["digest"]
+    return digest
 
 
 @dataclass

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, cast
 
 from layerhound.errors import BlobError, ManifestError, SourceError
 from layerhound.layers.layer import describe
@@ -33,6 +33,9 @@ from layerhound.sources.refs import OCI, OCI_ARCHIVE, Reference
 
 _DIGEST_RE = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
 MAX_LINK_HOPS = 16
+
+TarReadMode = Literal["r:", "r:gz", "r:bz2", "r:xz"]
+"""The ``tarfile.open`` modes a random-access archive is read with."""
 
 
 def blob_path(digest: str) -> str:
@@ -120,14 +123,14 @@ class TarArchive:
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
             raise SourceError(f"{transport}: {path} is not a readable tar file: {describe(exc)}") from exc
 
-    def _sniff_mode(self) -> str:
+    def _sniff_mode(self) -> TarReadMode:
         try:
             with open(self.path, "rb") as fileobj:
                 head = fileobj.read(8)
         except OSError as exc:
             raise SourceError(f"{self.transport}: cannot read {self.path}: {exc.strerror}") from exc
         compression = sniff_compression(head)
-        modes = {"none": "r:", "gzip": "r:gz", "bzip2": "r:bz2", "xz": "r:xz"}
+        modes: dict[str, TarReadMode] = {"none": "r:", "gzip": "r:gz", "bzip2": "r:bz2", "xz": "r:xz"}
         if compression not in modes:
             raise SourceError(
                 f"{self.transport}: {self.path} is {compression}-compressed; decompress it first"
@@ -161,14 +164,15 @@ class TarArchive:
         if info is None:
             raise BlobError(f"{self.transport}: {name} is missing from {self.path}")
         try:
-            archive = tarfile.open(self.path, self._mode)
+            archive = tarfile.open(self.path, self._mode)  # noqa: SIM115 - entered below, once opened
         except (tarfile.TarError, OSError) as exc:
             raise BlobError(f"{self.transport}: cannot reopen {self.path}: {describe(exc)}") from exc
         with archive:
             fileobj = archive.extractfile(info)
             if fileobj is None:  # pragma: no cover - find() returns regular files only
                 raise BlobError(f"{self.transport}: {name} in {self.path} is not a file")
-            yield fileobj  # type: ignore[misc]
+            # extractfile() returns a tarfile.ExFileObject, an io.BufferedReader.
+            yield cast(BinaryIO, fileobj)
 
     def read(self, name: str, limit: int = MAX_JSON_BLOB) -> bytes | None:
         """A small member whole (None when missing); refuses more than ``limit`` bytes."""
@@ -267,7 +271,7 @@ def read_index(layout: Layout) -> list[dict[str, Any]]:
     index = load_json(data, f"{layout.location}: index.json")
     if classify(index, f"{layout.location}: index.json") != "index":
         raise ManifestError(f"{layout.location}: index.json is not an image index")
-    descriptors = index["manifests"]
+    descriptors: list[dict[str, Any]] = index["manifests"]  # a list: classify() said "index"
     if not all(isinstance(d, dict) for d in descriptors):
         raise ManifestError(f"{layout.location}: index.json has a malformed descriptor")
     return descriptors

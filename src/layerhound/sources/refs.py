@@ -194,7 +194,7 @@ def _check_ref(transport: str, ref: str, text: str) -> str:
                 raise ReferenceError_(f"docker-archive source index must be @N (N >= 0), not {ref!r}")
             return ref
         try:
-            registry, repository, tag, digest = parse_docker_name(ref)
+            _registry, _repository, _tag, digest = parse_docker_name(ref)
         except ReferenceError_ as exc:
             raise ReferenceError_(f"docker-archive: {ref!r} is not a name:tag or @N") from exc
         if digest:
