@@ -50,3 +50,13 @@ def test_missing_host_paths(tmp_path: Path) -> None:
         open_images(f"file:{tmp_path / 'nope'}")
     with pytest.raises(SourceError, match="is not a regular file"):
         open_images(f"file:{tmp_path}")
+
+
+def test_file_gone_before_reading_is_a_source_error(tmp_path: Path) -> None:
+    target = tmp_path / "liblzma.so.5"
+    target.write_bytes(b"\x7fELF")
+    [image] = open_images(f"file:{target}")
+    target.unlink()  # removed between opening the source and reading it
+    target.symlink_to(tmp_path / "gone")
+    with pytest.raises(SourceError, match="cannot read"):
+        list(image.layers[0].members())

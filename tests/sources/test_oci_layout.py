@@ -302,3 +302,19 @@ def test_hostile_manifests_give_scan_errors_only(tmp_path: Path, doc: object) ->
             _ = img.config
             for layer in img.layers:
                 read_layer(layer)
+
+
+@pytest.mark.parametrize("manifests", ["missing", None, {}, "text"])
+def test_index_with_index_media_type_but_no_manifest_list_is_a_manifest_error(
+    tmp_path: Path, manifests: object
+) -> None:
+    """A declared index media type must come with a list of manifests, not a traceback."""
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    index: dict[str, object] = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json"}
+    if manifests != "missing":
+        index["manifests"] = manifests
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ManifestError, match="without a list of manifests"):
+        open_images(f"oci:{layout}")

@@ -291,7 +291,12 @@ class SingleFileLayer(Layer):
         self.media_type = "application/vnd.layerhound.file"
 
     def members(self) -> Iterator[Member]:
+        # The user named this path on the command line, so a symlink they
+        # name is followed (unlike links met while walking a rootfs).
         path = image_path(str(self.host_path.resolve()))
-        fd = os.open(self.host_path, os.O_RDONLY)
+        try:
+            fd = os.open(self.host_path, os.O_RDONLY)
+        except OSError as exc:
+            raise SourceError(f"file: cannot read {self.host_path}: {exc.strerror}") from exc
         with os.fdopen(fd, "rb") as fileobj:
             yield Member(Entry(path, EntryType.FILE, self.size, 0o644), fileobj)

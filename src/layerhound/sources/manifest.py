@@ -54,15 +54,22 @@ def classify(doc: dict[str, Any], what: str = "manifest") -> DocKind:
     media_type = doc.get("mediaType")
     if media_type in SCHEMA1_TYPES or "fsLayers" in doc or doc.get("schemaVersion") == 1:
         raise ManifestError(f"{what}: Docker image manifest schema 1 is not supported")
+    if media_type and media_type not in INDEX_TYPES and media_type not in MANIFEST_TYPES:
+        raise ManifestError(f"{what}: unsupported media type {media_type!r}")
+    is_index = isinstance(doc.get("manifests"), list)
+    is_manifest = isinstance(doc.get("config"), dict) and isinstance(doc.get("layers"), list)
+    # A declared media type must still come with the shape it promises.
     if media_type in INDEX_TYPES:
+        if not is_index:
+            raise ManifestError(f"{what}: an image index without a list of manifests")
         return "index"
     if media_type in MANIFEST_TYPES:
+        if not is_manifest:
+            raise ManifestError(f"{what}: an image manifest without a config and a list of layers")
         return "manifest"
-    if media_type:
-        raise ManifestError(f"{what}: unsupported media type {media_type!r}")
-    if isinstance(doc.get("manifests"), list):
+    if is_index:
         return "index"
-    if isinstance(doc.get("config"), dict) and isinstance(doc.get("layers"), list):
+    if is_manifest:
         return "manifest"
     raise ManifestError(f"{what}: neither an image manifest nor an index")
 
