@@ -6,8 +6,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certificates
-APT_TOOLS := debootstrap skopeo umoci zstd gcc readelf xz
+# Debian packages the tests and the demo use (rpm, db5.3-util and libalpm13
+# build and cross-check the package databases of issue 3).
+APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certificates dpkg-dev \
+	rpm db5.3-util libalpm13
 PYTEST_ARGS ?= -n 2
 
 .PHONY: all setup system-deps venv test demo lint clean
@@ -15,11 +17,12 @@ PYTEST_ARGS ?= -n 2
 all: test
 
 system-deps:
-	@missing=""; for t in $(APT_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages (missing:$$missing)"; \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(BIN)/python:

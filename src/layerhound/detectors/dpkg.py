@@ -1,15 +1,17 @@
-"""Affected xz-utils versions named by the dpkg database.
+"""Installed xz-utils packages named by the dpkg database.
 
 Why: a package database is the cheapest and most widely understood evidence.
 It says only that an affected *version* was installed, never that the bytes on
 disk carry the implant (Debian's 5.6.1+really5.4.5 rebuilds, locally patched
 libraries and deleted files all make the two disagree), so its findings
-indicate ``AFFECTED_VERSION`` and the byte detectors decide the rest.
+indicate ``AFFECTED_VERSION`` and the byte detectors decide the rest. Every
+installed xz package also becomes a ``packages`` fact, affected or not, so
+that the assessment can say when the database and the bytes disagree.
 
 Full images keep one ``/var/lib/dpkg/status`` file; distroless images keep one
 file per package under ``/var/lib/dpkg/status.d/`` (next to ``*.md5sums``
-lists, which are not stanzas). Versions are compared with dpkg's ordering,
-because string comparison gets ``5.6.1+really5.4.5-1`` (the fix) wrong.
+lists, which are not stanzas). The affected range and dpkg's version ordering
+live in ``xz_versions`` with every other distribution's.
 """
 
 from __future__ import annotations
@@ -19,24 +21,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from debian.deb822 import Deb822
-from debian.debian_support import Version
 
+from layerhound.detectors import xz_versions
 from layerhound.detectors.base import Detector
-from layerhound.model import Entry, Finding, Indicates, Kind
+from layerhound.detectors.xz_versions import Ecosystem
+from layerhound.model import Entry, Fact, Finding
 
 STATUS_FILE = "/var/lib/dpkg/status"
 STATUS_DIR = "/var/lib/dpkg/status.d"
-
-XZ_SOURCE = "xz-utils"
-"""Every binary package built from this source ships affected code."""
-
-AFFECTED_PACKAGES = frozenset({"xz-utils", "liblzma5", "liblzma-dev", "xzdec", "lzma"})
-"""Binary names matched even when a stanza does not name its source."""
-
-AFFECTED_MIN = Version("5.5.1alpha-0.1")
-"""First Debian upload carrying the attacker's releases (experimental)."""
-AFFECTED_MAX = Version("5.6.1-1")
-"""Last backdoored Debian upload; 5.6.1+really5.4.5-1 sorts above it."""
 
 FILES_ABSENT_STATES = frozenset({"not-installed", "config-files"})
 """dpkg package states in which the package's files are not on disk.
@@ -44,14 +36,14 @@ FILES_ABSENT_STATES = frozenset({"not-installed", "config-files"})
 Every other state (installed, unpacked, half-configured, half-installed,
 triggers-*) means the affected files were, at least partly, unpacked."""
 
-_FIELDS = ["Package", "Version", "Source", "Status"]
+_FIELDS = ["Package", "Version", "Source", "Status", "Architecture"]
 
 
 class DpkgDetector(Detector):
-    """Report installed dpkg packages from source xz-utils in the affected range."""
+    """Report installed dpkg packages of source xz-utils, and flag the affected ones."""
 
     name = "dpkg"
-    version = 1
+    version = 2
     max_size = 64 * 1024 * 1024
 
     def wants(self, entry: Entry, head: bytes) -> bool:
@@ -60,25 +52,22 @@ class DpkgDetector(Detector):
         directory, base = posixpath.split(entry.path)
         return directory == STATUS_DIR and not base.endswith(".md5sums")
 
-    def inspect(self, entry: Entry, data: bytes) -> Iterator[Finding]:
+    def inspect(self, entry: Entry, data: bytes) -> Iterator[Finding | Fact]:
         text = data.decode("utf-8", errors="replace")
         for stanza in Deb822.iter_paragraphs(text.splitlines(), fields=_FIELDS):
-            finding = _judge(stanza, entry.path)
-            if finding is not None:
-                yield finding
+            yield from _judge(stanza, entry.path)
 
     def rule_tables(self) -> dict[str, Any]:
         """The data this detector's findings depend on, for the rules version."""
         return {
-            "source": XZ_SOURCE,
-            "packages": sorted(AFFECTED_PACKAGES),
-            "range": [str(AFFECTED_MIN), str(AFFECTED_MAX)],
+            "affected": xz_versions.rule_table(Ecosystem.DPKG),
+            "source": xz_versions.DEBIAN_SOURCE,
             "files_absent_states": sorted(FILES_ABSENT_STATES),
         }
 
 
-def _judge(stanza: Deb822, path: str) -> Finding | None:
-    """The finding one stanza deserves, or None."""
+def _judge(stanza: Deb822, path: str) -> list[Finding | Fact]:
+    """The finding and fact one stanza deserves (none for other packages)."""
     package = stanza.get("Package", "").strip()
     raw_version = stanza.get("Version", "").strip()
     # "Source: xz-utils (5.6.1-1)" carries the source version when it differs
@@ -88,27 +77,18 @@ def _judge(stanza: Deb822, path: str) -> Finding | None:
     source = source_words[0] if source_words else package
     source_version = source_words[1].strip("()") if len(source_words) > 1 else None
     if not package or not raw_version:
-        return None
-    if source != XZ_SOURCE and package not in AFFECTED_PACKAGES:
-        return None
+        return []
+    if not xz_versions.is_xz_package(Ecosystem.DPKG, package, source):
+        return []
     if not _files_present(stanza.get("Status")):
-        return None
-    try:
-        # The source version says which code was built; a binNMU only rebuilt it.
-        version = Version(source_version or raw_version)
-    except ValueError:
-        return None
-    if not AFFECTED_MIN <= version <= AFFECTED_MAX:
-        return None
-    evidence = {"package": package, "version": raw_version, "database": "dpkg", "source": source}
-    if source_version is not None:
-        evidence["source_version"] = source_version
-    return Finding(
-        rule="dpkg-affected-version",
-        kind=Kind.PACKAGE,
-        indicates=Indicates.AFFECTED_VERSION,
-        path=path,
-        evidence=evidence,
+        return []
+    arch = stanza.get("Architecture", "").strip() or None
+    # The source version says which code was built; a binNMU only rebuilt it.
+    claim = xz_versions.judge(
+        Ecosystem.DPKG, package, source_version or raw_version, arch=arch, source=source
+    )
+    return xz_versions.package_results(
+        "dpkg", path, package, raw_version, claim, arch=arch, source=source, source_version=source_version
     )
 
 

@@ -12,17 +12,23 @@ import hashlib
 import json
 from collections.abc import Iterable
 
+from layerhound.detectors.apk import ApkDetector
 from layerhound.detectors.base import Detector
 from layerhound.detectors.dpkg import DpkgDetector
 from layerhound.detectors.elf_dynamic import ElfDynamicFacts
 from layerhound.detectors.hashes import KnownHashDetector
 from layerhound.detectors.loader_config import LoaderConfigFacts
+from layerhound.detectors.pacman import PacmanDetector
+from layerhound.detectors.rpmdb import RpmDbDetector
 from layerhound.detectors.signatures import ByteSignatureDetector
 from layerhound.detectors.source_artifacts import SourceArtifactDetector
 from layerhound.detectors.startup import StartupFacts
 
 _BUILTIN = (
     DpkgDetector(),
+    RpmDbDetector(),
+    ApkDetector(),
+    PacmanDetector(),
     KnownHashDetector(),
     ByteSignatureDetector(),
     SourceArtifactDetector(),
