@@ -2,23 +2,40 @@
  * implant_sim.c - INERT TEST MATERIAL for layerhound's detector tests.
  *
  * This is the layerhound project's own code; it contains no code from the
- * xz backdoor or any other third party. It hooks nothing, patches nothing,
- * reads no environment and talks to no one. It only reproduces, for tests,
- * the shape and the byte patterns that public analyses of CVE-2024-3094
- * documented:
+ * xz backdoor or any other third party. It hooks nothing real, patches no
+ * other library, reads no environment and talks to no one. It only
+ * reproduces, for tests, the shape and the byte patterns that public
+ * analyses of CVE-2024-3094 documented:
  *
  *   - a shared library exporting lzma_crc32 and lzma_crc64 as GNU IFUNC
- *     symbols, whose resolvers call a local, non-exported _get_cpuid helper
- *     (the hook point the implant used);
+ *     symbols, whose resolvers pass pointers into their own stack frame to a
+ *     local, non-exported _get_cpuid helper (the hook point the implant used);
+ *   - _get_cpuid calls further hidden code (lh_sim_stage) that counts its
+ *     invocations in a .bss variable and, on the second one, temporarily
+ *     overwrites a GOT slot and calls through it. The slot is the one of this
+ *     library's own harmless lh_sim_probe(); the stand-in put there is this
+ *     library's own harmless lh_sim_stand_in(); the original is restored
+ *     right after. Nothing outside this file is ever touched or called;
+ *   - an import of __tls_get_addr that is only referenced through a data
+ *     pointer (no thread-local storage is used anywhere);
+ *   - with -DWITH_UNWIND_GAP, a large region of code without unwind
+ *     information (lh_sim_table_code: tens of KB of arithmetic that nothing
+ *     calls). Opt-in, so the default build stays a small library;
+ *   - the DT_NEEDED entry on ld-linux-x86-64.so.2 comes from the link flag
+ *     (tests/support/compile.py: ld_linux=True), not from this file;
  *   - optionally, the published signature byte sequences, emitted as raw
  *     .byte data into .text by top-level asm blocks. Those bytes are never
  *     referenced or executed.
  *
  * Variants, chosen with preprocessor macros:
- *   (none)               structure only: IFUNC resolvers + _get_cpuid
+ *   (none)               the structure above (no unwind gap), no signature bytes
  *   -DWITH_PROLOGUE      + the published _get_cpuid prologue bytes
  *   -DWITH_YARA          + all three opcode sequences of the public YARA rule
  *   -DWITH_YARA_PARTIAL  + only the first two of those sequences
+ *   -DNO_HOOK            _get_cpuid is an honest cpuid helper: no hidden
+ *                        stage, no .bss counter, no GOT write
+ *   -DNO_TLS_REF         no __tls_get_addr import
+ *   -DWITH_UNWIND_GAP    + tens of KB of code without unwind information
  */
 
 #include <stddef.h>
@@ -31,20 +48,73 @@
 typedef uint32_t (*crc32_func)(const uint8_t *buf, size_t size, uint32_t crc);
 typedef uint64_t (*crc64_func)(const uint8_t *buf, size_t size, uint64_t crc);
 
+#ifndef NO_TLS_REF
+/*
+ * Imported from ld.so but never called: a library that uses no TLS has no
+ * reason to import it. "used" keeps the reference (and so the import).
+ */
+extern void *__tls_get_addr(void *descriptor);
+static void *(*const volatile lh_sim_tls_ref)(void *) __attribute__((used)) = __tls_get_addr;
+#endif
+
+/* Exported, harmless: its GOT slot is the one the hidden stage borrows. */
+__attribute__((visibility("default"), noinline)) int lh_sim_probe(void)
+{
+	return 0;
+}
+
+#if !defined(NO_HOOK) && defined(__x86_64__)
+/* Harmless stand-in the hidden stage puts into the GOT slot for one call. */
+static __attribute__((noinline, noclone, used)) int lh_sim_stand_in(void)
+{
+	return 1;
+}
+
+/* Invocation counter in .bss, like the implant's. */
+static volatile unsigned long lh_sim_calls;
+
+/*
+ * The hidden stage: on its second invocation, swap this library's own GOT
+ * slot of lh_sim_probe for lh_sim_stand_in, call through the slot, restore.
+ * The slot address comes from a lea of lh_sim_probe@GOTPCREL (the address
+ * of the slot, not its contents).
+ */
+static __attribute__((noinline, noclone)) int lh_sim_stage(void)
+{
+	int (*volatile *slot)(void);
+	int (*saved)(void);
+	int result;
+
+	if (++lh_sim_calls != 2)
+		return 0;
+	__asm__("leaq lh_sim_probe@GOTPCREL(%%rip), %0" : "=r"(slot));
+	saved = *slot;
+	*slot = lh_sim_stand_in;
+	result = (*slot)();
+	*slot = saved;
+	return result;
+}
+#endif
+
 /*
  * Feature probe used by both resolvers; local, like the implant's hook point.
  * noclone keeps its symbol name intact (no _get_cpuid.constprop.0 clone).
+ * The outputs point into the resolver's stack frame.
  */
-static __attribute__((noinline, noclone)) uint32_t _get_cpuid(uint32_t leaf)
+static __attribute__((noinline, noclone)) int _get_cpuid(uint32_t leaf, uint32_t *eax, uint32_t *ebx,
+							  uint32_t *ecx, uint32_t *edx)
 {
+#if !defined(NO_HOOK) && defined(__x86_64__)
+	if (lh_sim_stage() < 0)
+		return 0;
+#endif
 #if defined(__x86_64__) || defined(__i386__)
-	unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
-	if (__get_cpuid(leaf, &eax, &ebx, &ecx, &edx))
-		return ecx;
+	return __get_cpuid(leaf, eax, ebx, ecx, edx);
 #else
 	(void)leaf;
-#endif
+	*eax = *ebx = *ecx = *edx = 0;
 	return 0;
+#endif
 }
 
 static uint32_t crc32_bitwise(const uint8_t *buf, size_t size, uint32_t crc)
@@ -98,12 +168,18 @@ static uint64_t crc64_unrolled(const uint8_t *buf, size_t size, uint64_t crc)
 
 static crc32_func resolve_crc32(void)
 {
-	return (_get_cpuid(1) & ECX_PCLMUL) ? crc32_unrolled : crc32_bitwise;
+	uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
+	if (_get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & ECX_PCLMUL))
+		return crc32_unrolled;
+	return crc32_bitwise;
 }
 
 static crc64_func resolve_crc64(void)
 {
-	return (_get_cpuid(1) & ECX_PCLMUL) ? crc64_unrolled : crc64_bitwise;
+	uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
+	if (_get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & ECX_PCLMUL))
+		return crc64_unrolled;
+	return crc64_bitwise;
 }
 
 __attribute__((visibility("default"), ifunc("resolve_crc32")))
@@ -111,6 +187,29 @@ uint32_t lzma_crc32(const uint8_t *buf, size_t size, uint32_t crc);
 
 __attribute__((visibility("default"), ifunc("resolve_crc64")))
 uint64_t lzma_crc64(const uint8_t *buf, size_t size, uint64_t crc);
+
+#if defined(WITH_UNWIND_GAP) && defined(__x86_64__)
+/*
+ * Tens of KB of code that no .eh_frame entry covers (no .cfi directives),
+ * like the implant's hidden code. It is plain register arithmetic, nothing
+ * calls it, and it carries no strings.
+ */
+__asm__(
+	".pushsection .text\n"
+	".p2align 4\n"
+	".type lh_sim_table_code, @function\n"
+	"lh_sim_table_code:\n"
+	".rept 2048\n"
+	"\taddl $0x9e3779b9, %eax\n"
+	"\troll $5, %eax\n"
+	"\txorl %eax, %edx\n"
+	"\timull $0x85ebca6b, %edx, %edx\n"
+	".endr\n"
+	"\tmovl %edx, %eax\n"
+	"\tret\n"
+	".size lh_sim_table_code, .-lh_sim_table_code\n"
+	".popsection\n");
+#endif
 
 /*
  * Signature bytes as inert data in .text. The wildcard bytes of the YARA

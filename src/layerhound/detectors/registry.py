@@ -22,6 +22,7 @@ from layerhound.detectors.pacman import PacmanDetector
 from layerhound.detectors.rpmdb import RpmDbDetector
 from layerhound.detectors.signatures import ByteSignatureDetector
 from layerhound.detectors.source_artifacts import SourceArtifactDetector
+from layerhound.detectors.structure import StructureDetector
 from layerhound.detectors.startup import StartupFacts
 
 _BUILTIN = (
@@ -31,6 +32,7 @@ _BUILTIN = (
     PacmanDetector(),
     KnownHashDetector(),
     ByteSignatureDetector(),
+    StructureDetector(),
     SourceArtifactDetector(),
     ElfDynamicFacts(),
     LoaderConfigFacts(),
