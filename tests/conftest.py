@@ -13,6 +13,15 @@ from tests.support.debian import debootstrap_rootfs
 from tests.support.imagewriter import OCI_LAYER_GZIP, Layer
 
 
+@pytest.fixture(autouse=True)
+def _private_layer_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test gets its own layer cache: results never leak between tests or runs.
+
+    (The Debian material lives under ~/.cache/layerhound-tests, not XDG_CACHE_HOME.)
+    """
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 @pytest.fixture(scope="session")
 def bookworm_root() -> Path:
     """A real Debian bookworm (minbase + openssh-server), debootstrapped once per machine."""

@@ -124,10 +124,24 @@ class LayerStats:
     elf_files: int = 0
     bytes_uncompressed: int = 0
     skipped_oversize: list[str] = field(default_factory=list)
-    """Files a detector wanted but that exceed its size bound."""
+    """Files a detector wanted but that exceed its size bound; an archive's
+    member is named ``/archive/path!/member``."""
     detector_errors: list[str] = field(default_factory=list)
     """Detector failures on single files; the scan goes on and reports them."""
     compression: str = ""
+    archives: int = 0
+    """Archives (deb, rpm, tar, zip) found in the layer or nested in one and
+    opened, including those found corrupt (see ``archive_notes``)."""
+    archive_members: int = 0
+    """Regular files inside those archives. The counters above count only the
+    layer's own files; these count the archives' members."""
+    archive_members_read: int = 0
+    archive_elf_files: int = 0
+    archive_bytes: int = 0
+    """Uncompressed bytes of the archives' regular-file members."""
+    archive_notes: list[str] = field(default_factory=list)
+    """Archives not opened or not read to the end: over a bound, corrupt or
+    unsupported, and members not judged (encrypted); never silent."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,6 +152,12 @@ class LayerStats:
             "compression": self.compression,
             "skipped_oversize": self.skipped_oversize,
             "detector_errors": self.detector_errors,
+            "archives": self.archives,
+            "archive_members": self.archive_members,
+            "archive_members_read": self.archive_members_read,
+            "archive_elf_files": self.archive_elf_files,
+            "archive_bytes": self.archive_bytes,
+            "archive_notes": self.archive_notes,
         }
 
 

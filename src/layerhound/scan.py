@@ -3,6 +3,11 @@
 A failure scoped to one image (missing blob, corrupt layer, digest mismatch)
 becomes that image's ``error`` verdict; every other image goes on. Progress is
 reported to an observer so the core never draws on a terminal itself.
+
+With a ``LayerCache``, every layer of an image is looked up before any blob is
+opened; only the layers the cache lacks are walked, and each is stored as soon
+as its walk (and so its digest check) has succeeded. The merged view and the
+verdict are always built afresh from the per-layer results.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from layerhound.layers.walk import walk_layer
 from layerhound.model import ImageResult, LayerResult, Verdict
 from layerhound.sources import open_images
 from layerhound.sources.base import Image
+from layerhound.store.cache import LayerCache, cache_version
 
 
 class ScanObserver(Protocol):
@@ -68,9 +74,17 @@ def error_result(
 
 
 def scan_image(
-    image: Image, detectors: Sequence[Detector], observer: ScanObserver | None = None
+    image: Image,
+    detectors: Sequence[Detector],
+    observer: ScanObserver | None = None,
+    *,
+    cache: LayerCache | None = None,
+    version: str | None = None,
 ) -> ImageResult:
-    """Walk every layer of one image and assess it; never raises ``ScanError``."""
+    """Walk every layer of one image and assess it; never raises ``ScanError``.
+
+    ``version`` is ``cache_version(detectors)``, computed here when not given.
+    """
     observer = observer or SilentObserver()
     done: list[LayerResult] = []
     platform: str | None = None
@@ -79,9 +93,17 @@ def scan_image(
         config = image.config
         layers = image.layers
         observer.image_started(image.ref, platform, len(layers))
-        for index, layer in enumerate(layers):
+        known: list[LayerResult | None] = [None] * len(layers)
+        if cache is not None:
+            version = version or cache_version(detectors)
+            known = cache.fetch(version, layers)
+        for index, (layer, hit) in enumerate(zip(layers, known, strict=True)):
             observer.layer_started(index, layer)
-            result = walk_layer(layer, detectors)
+            result = hit
+            if result is None:
+                result = walk_layer(layer, detectors)  # raises unless the blob was read whole and verified
+                if cache is not None and version is not None:
+                    cache.store(version, layer, result)
             done.append(result)
             observer.layer_finished(index, result)
         verdict = assess_image(image.ref, image.digest, platform, config, done)
@@ -96,8 +118,14 @@ def scan_references(
     detectors: Sequence[Detector],
     platform: str = "all",
     observer: ScanObserver | None = None,
+    cache: LayerCache | None = None,
 ) -> Iterator[ImageResult]:
-    """Yield one result per image (per platform) of every reference, in order."""
+    """Yield one result per image (per platform) of every reference, in order.
+
+    With a ``cache``, every image reuses the layers it holds and adds the ones
+    it had to read.
+    """
+    version = cache_version(detectors) if cache is not None else None
     for reference in references:
         try:
             images = open_images(reference, platform)
@@ -108,4 +136,4 @@ def scan_references(
             yield result
             continue
         for image in images:
-            yield scan_image(image, detectors, observer)
+            yield scan_image(image, detectors, observer, cache=cache, version=version)

@@ -145,3 +145,13 @@ def test_detector_failure_is_reported_not_raised() -> None:
     result = walk_layer(blob_layer(tar_bytes(MEMBERS)), [ExplodingDetector()])
     assert result.findings == []
     assert result.stats.detector_errors == ["exploding: /usr/lib/liblzma.so.5.6.1: bad ELF header"]
+
+
+def test_corrupt_deflate_block_with_matching_digest_is_corrupt_layer() -> None:
+    """A blob whose digest is right but whose deflate stream is broken (ISA-L's own error)."""
+    raw = tar_bytes([("./big", "file", bytes(range(256)) * 4000)])
+    blob = bytearray(gzip.compress(raw))
+    for offset in range(40, 400, 7):
+        blob[offset] ^= 0xFF
+    with pytest.raises(CorruptLayer):
+        walk_layer(blob_layer(bytes(blob)), [])

@@ -16,7 +16,7 @@ from layerhound.assess.attribution import attribute_findings, final_facts
 from layerhound.assess.consistency import package_consistency
 from layerhound.assess.reachability import assess_reachability
 from layerhound.fs.merged import MergedView
-from layerhound.model import Finding, ImageResult, Indicates, LayerResult, Verdict
+from layerhound.model import Finding, ImageResult, Indicates, Kind, LayerResult, Verdict
 
 
 def _short(digest: str | None) -> str:
@@ -28,8 +28,15 @@ def _short(digest: str | None) -> str:
 def _where(findings: Sequence[Finding]) -> str:
     seen: dict[str, Finding] = {}
     for f in findings:
-        seen.setdefault(f.path, f)
-    return "; ".join(f"{f.path} ({f.rule}, {_short(f.layer)})" for f in seen.values())
+        seen.setdefault(_located(f), f)
+    return "; ".join(f"{where} ({f.rule}, {_short(f.layer)})" for where, f in seen.items())
+
+
+def _located(finding: Finding) -> str:
+    """The file's path; for a finding inside an archive, down to the member."""
+    if finding.kind is Kind.ARCHIVE and "member" in finding.evidence:
+        return "!/".join([finding.path, *finding.evidence.get("archive_chain", [])[1:], finding.evidence["member"]])
+    return finding.path
 
 
 def assess_image(
@@ -122,4 +129,6 @@ def _layer_notes(layers: Sequence[LayerResult]) -> list[str]:
             notes.append(f"not inspected (over the size bound): {path} in {_short(layer.digest)}")
         for error in layer.stats.detector_errors:
             notes.append(f"detector error in {_short(layer.digest)}: {error}")
+        for note in layer.stats.archive_notes:
+            notes.append(f"archive not fully inspected in {_short(layer.digest)}: {note}")
     return notes

@@ -22,8 +22,8 @@ from layerhound.detectors.pacman import PacmanDetector
 from layerhound.detectors.rpmdb import RpmDbDetector
 from layerhound.detectors.signatures import ByteSignatureDetector
 from layerhound.detectors.source_artifacts import SourceArtifactDetector
-from layerhound.detectors.structure import StructureDetector
 from layerhound.detectors.startup import StartupFacts
+from layerhound.detectors.structure import StructureDetector
 
 _BUILTIN = (
     DpkgDetector(),

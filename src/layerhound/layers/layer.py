@@ -27,6 +27,7 @@ import zstandard
 from layerhound.errors import BlobError, CorruptLayer, DigestMismatch, SourceError
 from layerhound.layers.stream import (
     CHUNK,
+    ISAL_ERROR,
     ByteStream,
     HashingReader,
     VerifyingReader,
@@ -117,6 +118,7 @@ class Layer(ABC):
 
 
 TAR_ERRORS = (
+    ISAL_ERROR,
     tarfile.TarError,
     EOFError,
     zlib.error,

@@ -11,14 +11,17 @@ import bz2
 import hashlib
 import io
 import lzma
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import zstandard
-from isal import igzip
+from isal import igzip, igzip_lib
 
 from layerhound.errors import CorruptLayer, DigestMismatch
 
 CHUNK = 1 << 20
+
+ISAL_ERROR = cast(type[Exception], igzip_lib.IsalError)
+"""ISA-L's decompression error: not a zlib.error (its stub types it as an instance)."""
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

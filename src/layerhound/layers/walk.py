@@ -1,25 +1,68 @@
 """Walk one layer once and run the detectors on its candidate files.
 
 This is where the "read each layer once" rule lives: every member passes by
-exactly one time; a regular file is peeked at (``HEAD_SIZE`` bytes) and read
-whole only when a detector wants it and it fits that detector's size bound.
-The result keeps the layer's own entries, whiteouts and findings, so the
-merged view and the verdict can be built without the blob.
+exactly one time; a regular file is peeked at (``PEEK_SIZE`` bytes, of which
+detectors see ``HEAD_SIZE``) and read whole only when a detector wants it and
+it fits that detector's size bound, or when it is an archive to open. The
+result keeps the layer's own entries, whiteouts and findings, so the merged
+view and the verdict can be built without the blob.
+
+Archives in the layer (``layers.archives``: deb, rpm, tar, zip) are opened in
+memory and their members are judged by the same ``_LayerWalk.judge`` as the
+layer's own files: one way to judge a file, wherever it sits. What a member's
+result means differs, and is decided here:
+
+* a finding becomes a finding about the archive file of the layer (its path and
+  sha256), of kind ``archive``, with the member and the archive chain in its
+  evidence; a packaged implant indicates PAYLOAD (nothing can load it as is),
+  and what is neither implant, payload nor source is dropped
+  (``archives.INSIDE_ARCHIVE``);
+* facts are dropped: they describe files that are not installed;
+* stats count members separately (``archive_*``), and everything not looked
+  at (bounds, corruption, encrypted members) is an ``archive_notes`` entry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import posixpath
 from collections.abc import Sequence
+from contextlib import closing
+from typing import Protocol
 
 from layerhound.detectors.base import HEAD_SIZE, Detector, is_elf
+from layerhound.layers import archives
+from layerhound.layers.archives import ARCHIVE_ERRORS, PEEK_SIZE, ArchiveLimit, Candidate, Scope
 from layerhound.layers.layer import Layer, TarBlobLayer, describe
-from layerhound.model import EntryType, Fact, LayerResult
+from layerhound.model import Entry, EntryType, Fact, Finding, LayerResult
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+
+WALK_VERSION = 1
+"""Bump whenever the walk itself could yield different results for the same
+blob (whiteout handling, what is read, how findings are attributed)."""
+
+
+def walk_version() -> str:
+    """Everything besides the detectors that a layer's results depend on.
+
+    Part of the layer cache's key, next to the detectors' rules version.
+    """
+    tables = json.dumps(archives.rule_tables(), sort_keys=True, separators=(",", ":"))
+    return f"w{WALK_VERSION}-{hashlib.sha256(tables.encode()).hexdigest()[:8]}"
+
+
+class Judged(Protocol):
+    """A regular file with lazy access to its bytes: a layer's ``Member`` or an ``ArchiveMember``."""
+
+    entry: Entry
+
+    def head(self, n: int) -> bytes: ...
+
+    def read(self) -> bytes: ...
 
 
 def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
@@ -27,9 +70,11 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
 
     Raises ``ScanError`` subclasses for unreadable, corrupt or mismatched blobs.
     A detector that fails on one file is recorded in the stats, not raised: one
-    malformed ELF must not hide the rest of the layer.
+    malformed ELF must not hide the rest of the layer. Likewise a corrupt or
+    oversized archive in the layer is a note in the stats, never an error.
     """
-    result = LayerResult(digest=layer.digest, size=layer.size, media_type=layer.media_type)
+    walk = _LayerWalk(layer, detectors)
+    result = walk.result
     stats = result.stats
     for member in layer.members():
         entry = member.entry
@@ -45,32 +90,131 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
         result.entries.append(entry)
         if entry.type is not EntryType.FILE or entry.size == 0:
             continue
-        stats.bytes_uncompressed += entry.size
-        head = member.head(HEAD_SIZE)
-        if is_elf(head):
-            stats.elf_files += 1
-        wanted = [d for d in detectors if d.wants(entry, head)]
+        walk.judge(member, None, entry.path)
+    if isinstance(layer, TarBlobLayer):
+        stats.compression = layer.compression
+    return result
+
+
+class _LayerWalk:
+    """The detectors and the result of one layer, and how a file is judged."""
+
+    def __init__(self, layer: Layer, detectors: Sequence[Detector]) -> None:
+        self.digest = layer.digest
+        self.detectors = detectors
+        self.result = LayerResult(digest=layer.digest, size=layer.size, media_type=layer.media_type)
+
+    def judge(self, member: Judged, scope: Scope | None, name: str) -> None:
+        """Judge one non-empty regular file: of the layer (``scope`` None, ``name``
+        its path) or of an archive in it (``name`` the member's name there)."""
+        entry = member.entry
+        stats = self.result.stats
+        where = entry.path if scope is None else scope.where(name)
+        head = member.head(PEEK_SIZE)
+        detector_head = head[:HEAD_SIZE]
+        elf = is_elf(detector_head)
+        if scope is None:
+            stats.bytes_uncompressed += entry.size
+            stats.elf_files += elf
+        else:
+            stats.archive_members += 1
+            stats.archive_bytes += entry.size
+            stats.archive_elf_files += elf
+        wanted = [d for d in self.detectors if d.wants(entry, detector_head)]
         fitting = [d for d in wanted if entry.size <= d.max_size]
         if len(fitting) < len(wanted):
-            stats.skipped_oversize.append(entry.path)
-        if not fitting:
-            continue
+            stats.skipped_oversize.append(where)
+        candidate = self._archive_to_open(entry, head, scope, where)
+        if not fitting and candidate is None:
+            return
         data = member.read()
-        stats.files_read += 1
+        if scope is None:
+            stats.files_read += 1
+        else:
+            stats.archive_members_read += 1
         sha256 = hashlib.sha256(data).hexdigest()
         for detector in fitting:
             try:
                 found = list(detector.inspect(entry, data))
-            except Exception as exc:  # any detector failure is reported, see docstring
-                stats.detector_errors.append(f"{detector.name}: {entry.path}: {describe(exc)}")
+            except Exception as exc:  # any detector failure is reported, see walk_layer
+                stats.detector_errors.append(f"{detector.name}: {where}: {describe(exc)}")
                 continue
             for item in found:
-                if isinstance(item, Fact):
-                    result.facts.append(dataclasses.replace(item, layer=item.layer or layer.digest))
-                else:
-                    result.findings.append(
-                        dataclasses.replace(item, layer=item.layer or layer.digest, sha256=item.sha256 or sha256)
-                    )
-    if isinstance(layer, TarBlobLayer):
-        stats.compression = layer.compression
-    return result
+                self._keep(item, sha256, scope, name)
+        if candidate is not None:
+            child = (
+                archives.outer_scope(entry.path, sha256, candidate.format)
+                if scope is None
+                else scope.nested(name, candidate.format)
+            )
+            self._open(candidate, data, child, where)
+
+    def _keep(self, item: Finding | Fact, sha256: str, scope: Scope | None, name: str) -> None:
+        if isinstance(item, Fact):
+            if scope is None:  # a fact about a member describes a file nobody installed
+                self.result.facts.append(dataclasses.replace(item, layer=item.layer or self.digest))
+            return
+        finding: Finding | None = dataclasses.replace(
+            item, layer=item.layer or self.digest, sha256=item.sha256 or sha256
+        )
+        if scope is not None and finding is not None:
+            finding = archives.finding_inside(finding, scope, name, sha256)
+        if finding is not None:
+            self.result.findings.append(finding)
+
+    def _archive_to_open(self, entry: Entry, head: bytes, scope: Scope | None, where: str) -> Candidate | None:
+        """The archive ``entry`` is, if it is one and may be opened; notes a bound it exceeds."""
+        candidate = archives.sniff(entry.path, head, entry.size)
+        if candidate is None:
+            return None
+        # A compressed stream whose start could not be decompressed from the
+        # peek may be no archive at all: only bounds on likely ones are noted.
+        noteworthy = candidate.certain or candidate.named
+        depth = scope.depth if scope is not None else 0
+        if depth >= archives.MAX_DEPTH:
+            if noteworthy:
+                self._note(
+                    f"{where}: {candidate.format.value} archive nested deeper than "
+                    f"{archives.MAX_DEPTH} levels, not opened"
+                )
+            return None
+        if entry.size > archives.ARCHIVE_MAX_SIZE:
+            if noteworthy:
+                self._note(
+                    f"{where}: {candidate.format.value} archive of {entry.size} bytes is over the "
+                    f"{archives.ARCHIVE_MAX_SIZE}-byte bound, not opened"
+                )
+            return None
+        return candidate
+
+    def _open(self, candidate: Candidate, data: bytes, scope: Scope, where: str) -> None:
+        """Judge every member of the archive ``data``; report what stops it."""
+        stats = self.result.stats
+        kind = candidate.format.value
+        try:
+            found = archives.members(candidate, data)
+            if found is None:
+                return  # a compressed file that is not a tarball
+            stats.archives += 1
+            with closing(found):
+                for member in found:
+                    try:
+                        scope.budget.charge(member.entry)
+                    except ArchiveLimit as exc:
+                        raise ArchiveLimit(f"{exc} at {scope.where(member.name)}") from None
+                    if member.note is not None:
+                        self._note(f"{scope.where(member.name)}: not inspected: {member.note}")
+                    elif member.entry.type is EntryType.FILE and member.entry.size > 0:
+                        self.judge(member, scope, member.name)
+        except ArchiveLimit as exc:
+            if scope.depth > 1:
+                raise  # the bound is the outermost archive's: it stops as a whole
+            self._note(f"{where}: over the archive bound ({exc}); the rest of this {kind} archive is not inspected")
+        except ARCHIVE_ERRORS as exc:
+            self._note(
+                f"{where}: corrupt or unreadable {kind} archive ({describe(exc)}); "
+                "members after that point are not inspected"
+            )
+
+    def _note(self, note: str) -> None:
+        self.result.stats.archive_notes.append(note)

@@ -1,0 +1,667 @@
+"""Archives inside layers: ``.deb``, ``.rpm``, tar (plain or compressed) and zip.
+
+Why: an implant does not have to be installed to be a finding. A package left
+in ``/var/cache/apt/archives``, an ``.rpm`` copied into a build stage, a
+release tarball or a zip of build outputs carries the same bytes, and a
+scanner that only reads installed files misses them. The walker opens such
+files and judges their members with the same detectors, in the same way, as
+the files of the layer itself (``layers.walk``).
+
+This module knows the formats; the walker decides what to read and what a
+member's findings mean. Everything happens in memory:
+
+* the archive file itself is read whole (it is bounded by ``ARCHIVE_MAX_SIZE``)
+  and its members are streamed out of it, decompressing as they go;
+* member names are normalised to absolute in-image style paths for the
+  detectors (``..`` cannot climb above ``/``) and are never used as host paths;
+  nothing is ever written to disk.
+
+Recognition is by content, not by name: ``!<arch>\\n`` followed by a
+``debian-binary`` member (deb), the rpm lead magic, ``PK\\x03\\x04`` (zip), tar's
+``ustar`` magic at offset 257, and gzip/xz/zstd/bzip2 streams whose decompressed
+start is a tar header. A name that says archive (``.deb``, ``.tar.gz``…) on
+content that is not one is opened anyway so the failure is reported, never
+silently skipped. Plain ``ar`` archives (static libraries) are not opened.
+
+A ``.deb`` is one archive level: its ``data.tar.*`` is part of the format, so
+its members are the data tar's members (``control.tar.*`` holds only
+maintainer scripts and metadata and is not read). An ``.rpm``'s lead and two
+headers are skipped by their index counts; its payload is a cpio "newc"
+stream under any of rpm's compressions.
+"""
+
+from __future__ import annotations
+
+import bz2
+import enum
+import io
+import lzma
+import stat
+import struct
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, cast
+
+import zstandard
+from isal import igzip
+
+from layerhound.layers.layer import TAR_ERRORS, image_path, tar_entry
+from layerhound.layers.stream import BZIP2_MAGIC, CHUNK, GZIP_MAGIC, XZ_MAGIC, ZSTD_MAGIC, ByteStream
+from layerhound.model import Entry, EntryType, Finding, Indicates, Kind
+
+ARCHIVE_MAX_SIZE = 512 * 1024 * 1024
+"""An archive file larger than this is not opened (it would be held in memory); reported."""
+MAX_DEPTH = 3
+"""Archives inside archives are opened down to this many levels (a file of the
+layer is level 1); a deeper one is judged as a file but not opened; reported."""
+MAX_BYTES = 2 * 1024 * 1024 * 1024
+"""Uncompressed bytes of members examined per archive found in the layer,
+nested archives included; beyond it the rest of that archive is skipped; reported."""
+MAX_MEMBERS = 200_000
+"""Members (of any type) examined per archive found in the layer, nested included."""
+PEEK_SIZE = 512
+"""Bytes of each file looked at to recognise an archive: tar's magic sits at offset 257."""
+
+AR_MAGIC = b"!<arch>\n"
+RPM_MAGIC = b"\xed\xab\xee\xdb"
+ZIP_MAGIC = b"PK\x03\x04"
+TAR_MAGIC = b"ustar"
+TAR_MAGIC_OFFSET = 257
+RPM_HEADER_MAGIC = b"\x8e\xad\xe8\x01"
+RPM_LEAD_SIZE = 96
+RPM_MAX_TAGS = 0xFFFF
+RPM_MAX_DATA = 0x0FFFFFFF
+"""rpm's own limits on a header's index count and data size (HEADER_TAGS_MAX,
+HEADER_DATA_MAX): larger values only come from a corrupt file."""
+LZMA_ALONE_MAGIC = b"\x5d\x00\x00"
+CPIO_NEWC = (b"070701", b"070702")
+CPIO_HEADER_SIZE = 110
+CPIO_TRAILER = "TRAILER!!!"
+
+
+class Format(str, enum.Enum):
+    DEB = "deb"
+    RPM = "rpm"
+    ZIP = "zip"
+    TAR = "tar"
+
+
+class ArchiveError(Exception):
+    """The archive is corrupt, truncated or of an unsupported variant."""
+
+
+class ArchiveLimit(Exception):
+    """A bound on one archive (bytes or members) was exceeded; the archive stops here."""
+
+
+ARCHIVE_ERRORS: tuple[type[Exception], ...] = (
+    *TAR_ERRORS,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    UnicodeDecodeError,
+    ArchiveError,
+)
+"""What a corrupt or unsupported archive raises while it is read."""
+
+
+NAME_SUFFIXES: tuple[tuple[str, Format], ...] = (
+    (".deb", Format.DEB),
+    (".udeb", Format.DEB),
+    (".ddeb", Format.DEB),
+    (".rpm", Format.RPM),
+    (".zip", Format.ZIP),
+    (".tar", Format.TAR),
+    (".tar.gz", Format.TAR),
+    (".tgz", Format.TAR),
+    (".tar.xz", Format.TAR),
+    (".txz", Format.TAR),
+    (".tar.zst", Format.TAR),
+    (".tzst", Format.TAR),
+    (".tar.bz2", Format.TAR),
+    (".tbz2", Format.TAR),
+    (".tar.lzma", Format.TAR),
+)
+"""Names that say "archive". They never decide on their own: they only make
+a file that is not recognisably one be opened (and reported as unreadable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A file that is, or may be, an archive."""
+
+    format: Format
+    certain: bool
+    """The content says so. False for a compressed stream whose start could not
+    be decompressed from the peek (decided on the whole data), and for a name
+    without matching content."""
+    named: bool
+    """The file's name says it is an archive: a failure to open it is reported."""
+
+
+_ALL_SUFFIXES = tuple(suffix for suffix, _ in NAME_SUFFIXES)
+
+
+def _named_format(path: str) -> Format | None:
+    base = path[path.rfind("/") + 1 :].lower()
+    if not base.endswith(_ALL_SUFFIXES):  # one C-level test for the common case
+        return None
+    return next(fmt for suffix, fmt in NAME_SUFFIXES if base.endswith(suffix))
+
+
+def _compression(head: bytes) -> str | None:
+    if head.startswith(GZIP_MAGIC + b"\x08"):
+        return "gzip"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(BZIP2_MAGIC) and head[3:4].isdigit():
+        return "bzip2"
+    return None
+
+
+def _is_tar_header(block: bytes) -> bool:
+    """A whole tar header block: the ``ustar`` magic and a matching checksum."""
+    if block[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + len(TAR_MAGIC)] != TAR_MAGIC or len(block) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return stored in tarfile.calc_chksums(block[: tarfile.BLOCKSIZE])  # type: ignore[attr-defined]
+
+
+def _peek_decompressed(head: bytes, compression: str) -> bytes:
+    """What the first compressed bytes decompress to, as far as they go.
+
+    gzip and xz yield output from a partial stream; zstd and bzip2 need whole
+    blocks, so for them (and for any error) this is empty: undecided.
+    """
+    try:
+        if compression == "gzip":
+            return zlib.decompressobj(wbits=31).decompress(head, PEEK_SIZE)
+        if compression == "xz":
+            return lzma.LZMADecompressor().decompress(head, PEEK_SIZE)
+    except (zlib.error, lzma.LZMAError, EOFError):
+        pass
+    return b""
+
+
+_MAGIC_FIRST_BYTES = frozenset(
+    magic[:1] for magic in (AR_MAGIC, RPM_MAGIC, ZIP_MAGIC, GZIP_MAGIC, XZ_MAGIC, ZSTD_MAGIC, BZIP2_MAGIC)
+)
+
+
+def sniff(path: str, head: bytes, size: int) -> Candidate | None:
+    """Is the file of ``size`` bytes whose first ``PEEK_SIZE`` bytes are ``head`` an archive?"""
+    named = _named_format(path)
+    if head[:1] not in _MAGIC_FIRST_BYTES and not _is_tar_header(head):
+        # Most files: one byte says no magic can follow (this runs on every file).
+        return None if named is None else Candidate(named, False, True)
+    if head.startswith(AR_MAGIC):
+        if head[8:24].rstrip(b" ").rstrip(b"/") == b"debian-binary":
+            return Candidate(Format.DEB, True, named is not None)
+        return Candidate(Format.DEB, False, True) if named is Format.DEB else None
+    if head.startswith(RPM_MAGIC):
+        return Candidate(Format.RPM, True, named is not None)
+    if head.startswith(ZIP_MAGIC):
+        return Candidate(Format.ZIP, True, named is not None)
+    if _is_tar_header(head):
+        return Candidate(Format.TAR, True, named is not None)
+    compression = _compression(head)
+    if compression is not None:
+        start = _peek_decompressed(head, compression)
+        if len(start) >= TAR_MAGIC_OFFSET + len(TAR_MAGIC) or (size <= len(head) and compression in ("gzip", "xz")):
+            # Decided: a tar header is there or not (a whole small file
+            # decompressed to less than one header is no tarball either).
+            if _is_tar_header(start):
+                return Candidate(Format.TAR, True, named is not None)
+            return Candidate(Format.TAR, False, True) if named is Format.TAR else None
+        return Candidate(named or Format.TAR, False, named is not None)
+    if named is not None:
+        return Candidate(named, False, True)
+    return None
+
+
+class ArchiveMember:
+    """One member of an archive, with lazy sequential access to its bytes.
+
+    The same interface as ``layers.layer.Member``; read errors are not
+    translated here, the walker reports them against the archive.
+    """
+
+    __slots__ = ("_buffer", "_fileobj", "entry", "name", "note")
+
+    def __init__(self, entry: Entry, fileobj: ByteStream | None, note: str | None = None) -> None:
+        self.entry = entry
+        self.name = entry.path.lstrip("/")
+        self.note = note
+        """Why this member is not judged (encrypted, unsupported compression)."""
+        self._fileobj = fileobj
+        self._buffer = b""
+
+    def head(self, n: int) -> bytes:
+        if self._fileobj is not None and len(self._buffer) < n:
+            self._buffer += self._fileobj.read(n - len(self._buffer))
+        return self._buffer[:n]
+
+    def read(self) -> bytes:
+        if self._fileobj is None:
+            return b""
+        self._buffer += self._fileobj.read()
+        self._fileobj = None
+        return self._buffer
+
+
+Members = Generator[ArchiveMember, None, None]
+"""An archive's members, streamed; ``close()`` releases its readers."""
+
+
+class _ViewReader(io.RawIOBase):
+    """A seekable, read-only stream over a memoryview: no copy of the bytes."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._view[self._pos : self._pos + len(buffer)]
+        n = len(chunk)
+        buffer[:n] = chunk
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def _buffered(view: memoryview) -> io.BufferedReader:
+    return io.BufferedReader(_ViewReader(view), CHUNK)
+
+
+def decompressed(view: memoryview) -> tuple[ByteStream, str]:
+    """A stream of ``view`` decompressed by its magic bytes (or as is)."""
+    head = bytes(view[:8])
+    compression = _compression(head)
+    raw = _buffered(view)
+    stream: ByteStream
+    if compression == "gzip":
+        stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
+    elif compression == "xz":
+        stream = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - returned to the caller
+    elif compression == "zstd":
+        stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
+    elif compression == "bzip2":
+        stream = bz2.BZ2File(raw, mode="rb")
+    elif head.startswith(LZMA_ALONE_MAGIC):
+        stream = lzma.LZMAFile(raw, mode="rb", format=lzma.FORMAT_ALONE)  # noqa: SIM115 - returned
+        compression = "lzma"
+    else:
+        stream, compression = raw, "none"
+    return stream, compression
+
+
+def members(candidate: Candidate, data: bytes) -> Members | None:
+    """The members of the archive ``data``, streamed; None if it is not one after all.
+
+    Raises ``ArchiveError`` or one of ``ARCHIVE_ERRORS`` (while iterating) when
+    the archive is corrupt or truncated.
+    """
+    view = memoryview(data)
+    if candidate.format is Format.TAR and not candidate.certain and not candidate.named and not _looks_like_tar(view):
+        return None
+    if candidate.format is Format.DEB:
+        return _deb_members(view)
+    if candidate.format is Format.RPM:
+        return _rpm_members(view)
+    if candidate.format is Format.ZIP:
+        return _zip_members(view)
+    return _tar_members(view)
+
+
+def _looks_like_tar(view: memoryview) -> bool:
+    """Decide an undecided compressed stream: does it decompress to a tar header?"""
+    try:
+        stream, _ = decompressed(view)
+        start = _read_up_to(stream, PEEK_SIZE)
+    except ARCHIVE_ERRORS:
+        return False
+    return _is_tar_header(start)
+
+
+def _read_up_to(stream: ByteStream, n: int) -> bytes:
+    parts: list[bytes] = []
+    left = n
+    while left > 0:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _read_exact(stream: ByteStream, n: int, what: str) -> bytes:
+    data = _read_up_to(stream, n)
+    if len(data) != n:
+        raise ArchiveError(f"truncated {what}")
+    return data
+
+
+# ---------------------------------------------------------------- tar
+
+
+def _tar_stream_members(stream: ByteStream) -> Members:
+    # tarfile only calls read() on a stream ("r|"), which every ByteStream has.
+    with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|") as archive:
+        for info in archive:
+            entry = tar_entry(info)
+            fileobj = archive.extractfile(info) if entry.type is EntryType.FILE else None
+            yield ArchiveMember(entry, fileobj)
+
+
+def _tar_members(view: memoryview) -> Members:
+    stream, _ = decompressed(view)
+    yield from _tar_stream_members(stream)
+
+
+# ---------------------------------------------------------------- deb (ar)
+
+
+def _ar_members(view: memoryview) -> Iterator[tuple[str, memoryview]]:
+    """The members of a (System V / GNU) ar archive as (name, bytes)."""
+    if bytes(view[: len(AR_MAGIC)]) != AR_MAGIC:
+        raise ArchiveError("not an ar archive (no !<arch> magic)")
+    pos = len(AR_MAGIC)
+    while pos < len(view):
+        if len(view) - pos == 1 and view[pos] == 0x0A:
+            break  # a final padding byte
+        header = bytes(view[pos : pos + 60])
+        if len(header) < 60:
+            raise ArchiveError("truncated ar member header")
+        if header[58:60] != b"`\n":
+            raise ArchiveError(f"bad ar member header at offset {pos}")
+        name = header[:16].decode("ascii", "replace").rstrip(" ").rstrip("/")
+        try:
+            size = int(header[48:58].decode("ascii").strip() or "-1")
+        except ValueError as exc:
+            raise ArchiveError(f"bad ar member size at offset {pos}") from exc
+        start = pos + 60
+        if size < 0 or start + size > len(view):
+            raise ArchiveError(f"ar member {name} is truncated")
+        yield name, view[start : start + size]
+        pos = start + size + (size & 1)
+
+
+def _deb_members(view: memoryview) -> Members:
+    """The files a .deb would install: the members of its data.tar.*."""
+    seen_binary = False
+    for name, body in _ar_members(view):
+        if name == "debian-binary":
+            if not bytes(body).startswith(b"2."):
+                raise ArchiveError(f"unsupported deb format version {bytes(body[:8])!r}")
+            seen_binary = True
+        elif name.startswith("data.tar"):
+            if not seen_binary:
+                raise ArchiveError("not a deb: data.tar before debian-binary")
+            stream, _ = decompressed(body)
+            yield from _tar_stream_members(stream)
+            return
+    raise ArchiveError("not a deb: no data.tar member")
+
+
+# ---------------------------------------------------------------- rpm
+
+
+def rpm_payload_offset(view: memoryview) -> int:
+    """Where an rpm's compressed cpio payload starts: after the 96-byte lead,
+    the signature header (padded to 8 bytes) and the main header."""
+    if bytes(view[:4]) != RPM_MAGIC:
+        raise ArchiveError("not an rpm (no lead magic)")
+    pos = RPM_LEAD_SIZE
+    for what in ("signature", "main"):
+        intro = bytes(view[pos : pos + 16])
+        if len(intro) < 16:
+            raise ArchiveError(f"truncated rpm {what} header")
+        if intro[:4] != RPM_HEADER_MAGIC:
+            raise ArchiveError(f"bad rpm {what} header magic")
+        count, size = struct.unpack(">II", intro[8:16])
+        if count > RPM_MAX_TAGS or size > RPM_MAX_DATA:
+            raise ArchiveError(f"implausible rpm {what} header ({count} tags, {size} bytes)")
+        pos += 16 + 16 * count + size
+        if what == "signature":
+            pos += -pos % 8
+    if pos >= len(view):
+        raise ArchiveError("truncated rpm: no payload")
+    return pos
+
+
+def _rpm_members(view: memoryview) -> Members:
+    stream, _ = decompressed(view[rpm_payload_offset(view) :])
+    yield from _cpio_members(stream)
+
+
+class _Bounded:
+    """Exactly ``size`` bytes of a stream; the rest can be skipped after use."""
+
+    def __init__(self, stream: ByteStream, size: int) -> None:
+        self._stream = stream
+        self.left = size
+
+    def read(self, size: int = -1, /) -> bytes:
+        n = self.left if size < 0 else min(size, self.left)
+        data = _read_up_to(self._stream, n)
+        if len(data) < n:
+            raise ArchiveError("truncated cpio member data")
+        self.left -= len(data)
+        return data
+
+    def skip(self) -> None:
+        while self.left:
+            self.read(min(self.left, CHUNK))
+
+
+def _cpio_members(stream: ByteStream) -> Members:
+    """The members of a cpio "newc" (or "crc") stream, as rpm writes its payload."""
+    while True:
+        header = _read_exact(stream, CPIO_HEADER_SIZE, "cpio header")
+        if header[:6] not in CPIO_NEWC:
+            raise ArchiveError(f"unsupported cpio header {header[:6]!r} (only newc 070701/070702)")
+        try:
+            fields = [int(header[6 + 8 * i : 14 + 8 * i], 16) for i in range(13)]
+        except ValueError as exc:
+            raise ArchiveError("bad cpio header field") from exc
+        mode, filesize, namesize = fields[1], fields[6], fields[11]
+        if namesize == 0 or namesize > 65536:
+            raise ArchiveError(f"bad cpio name size {namesize}")
+        raw_name = _read_exact(stream, namesize, "cpio name")
+        _read_exact(stream, -(CPIO_HEADER_SIZE + namesize) % 4, "cpio padding")
+        name = raw_name.rstrip(b"\0").decode("utf-8", "surrogateescape")
+        if name == CPIO_TRAILER:
+            return
+        body = _Bounded(stream, filesize)
+        path = image_path(name)
+        perms = stat.S_IMODE(mode)
+        if stat.S_ISREG(mode):
+            yield ArchiveMember(Entry(path, EntryType.FILE, filesize, perms), body)
+        elif stat.S_ISDIR(mode):
+            yield ArchiveMember(Entry(path, EntryType.DIR, 0, perms), None)
+        elif stat.S_ISLNK(mode):
+            target = body.read(min(filesize, 4096)).decode("utf-8", "surrogateescape")
+            yield ArchiveMember(Entry(path, EntryType.SYMLINK, 0, perms, target), None)
+        else:
+            yield ArchiveMember(Entry(path, EntryType.OTHER, 0, perms), None)
+        body.skip()
+        _read_exact(stream, -filesize % 4, "cpio padding")
+
+
+# ---------------------------------------------------------------- zip
+
+
+def _zip_members(view: memoryview) -> Members:
+    """The members of a zip, as its central directory lists them."""
+    with zipfile.ZipFile(_buffered(view)) as archive:
+        for info in archive.infolist():
+            path = image_path(info.filename)
+            unix_mode = info.external_attr >> 16
+            if info.is_dir():
+                yield ArchiveMember(Entry(path, EntryType.DIR, 0, stat.S_IMODE(unix_mode)), None)
+                continue
+            if stat.S_ISLNK(unix_mode):
+                yield ArchiveMember(Entry(path, EntryType.SYMLINK, 0, stat.S_IMODE(unix_mode)), None)
+                continue
+            entry = Entry(path, EntryType.FILE, info.file_size, stat.S_IMODE(unix_mode))
+            if info.flag_bits & 0x1:
+                yield ArchiveMember(entry, None, "encrypted zip member")
+                continue
+            try:
+                handle = archive.open(info)
+            except NotImplementedError as exc:
+                yield ArchiveMember(entry, None, f"unsupported zip member: {exc}")
+                continue
+            with handle:
+                yield ArchiveMember(entry, handle)
+
+
+# ---------------------------------------------------------------- bounds
+
+
+@dataclass(slots=True)
+class Budget:
+    """What one archive of the layer, with everything nested in it, has used of its bounds.
+
+    A nested archive is a member of its parent and its own members count
+    again: the bound is on the bytes decompressed and examined, not on the
+    bytes that would be installed.
+    """
+
+    max_bytes: int
+    max_members: int
+    bytes_used: int = 0
+    members_used: int = 0
+
+    def charge(self, entry: Entry) -> None:
+        """Account for one member; raise ``ArchiveLimit`` once a bound is exceeded."""
+        self.members_used += 1
+        if self.members_used > self.max_members:
+            raise ArchiveLimit(f"more than {self.max_members} members")
+        if entry.type is EntryType.FILE:
+            self.bytes_used += entry.size
+            if self.bytes_used > self.max_bytes:
+                raise ArchiveLimit(f"more than {self.max_bytes} uncompressed bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a member being judged sits: inside which archives of the layer."""
+
+    path: str
+    """The in-image path of the archive file in the layer."""
+    sha256: str
+    """That file's sha256: findings name the file of the image, not the member."""
+    chain: tuple[str, ...]
+    """The outer archive's path, then each nested archive's member name."""
+    formats: tuple[str, ...]
+    """The format of each archive of ``chain``."""
+    budget: Budget = field(compare=False)
+
+    @property
+    def depth(self) -> int:
+        return len(self.chain)
+
+    def where(self, member: str) -> str:
+        """A readable location: ``/outer.tar.gz!/pkg/x.deb!/usr/lib/y``."""
+        return "!/".join((*self.chain, member))
+
+    def nested(self, member: str, fmt: Format) -> Scope:
+        return Scope(self.path, self.sha256, (*self.chain, member), (*self.formats, fmt.value), self.budget)
+
+
+def outer_scope(path: str, sha256: str, fmt: Format) -> Scope:
+    """The scope of the members of an archive file of the layer, with a fresh budget."""
+    return Scope(path, sha256, (path,), (fmt.value,), Budget(MAX_BYTES, MAX_MEMBERS))
+
+
+# ---------------------------------------------------------------- findings
+
+INSIDE_ARCHIVE: dict[Indicates, Indicates] = {
+    Indicates.IMPLANT: Indicates.PAYLOAD,
+    Indicates.PAYLOAD: Indicates.PAYLOAD,
+    Indicates.SOURCE: Indicates.SOURCE,
+}
+"""What a member's finding indicates for the image. A packaged implant cannot
+be loaded as is (PAYLOAD: backdoored, never reachable); source stays source.
+Anything else (a package database inside a tarball naming an affected version)
+describes a system that is not this image's and is dropped, as facts are."""
+
+
+def finding_inside(finding: Finding, scope: Scope, member: str, member_sha256: str) -> Finding | None:
+    """A member's finding restated as a finding about the archive file of the layer.
+
+    ``path`` and ``sha256`` name the archive file in the image, so attribution
+    to the final filesystem follows that file; the evidence keeps the inner
+    detector's evidence and says where inside the archive it was found.
+    """
+    indicates = INSIDE_ARCHIVE.get(finding.indicates)
+    if indicates is None:
+        return None
+    evidence = {
+        **finding.evidence,
+        "member": member,
+        "member_sha256": finding.sha256 or member_sha256,
+        "archive_chain": list(scope.chain),
+        "archive_formats": list(scope.formats),
+        "inner_kind": finding.kind.value,
+        "inner_indicates": finding.indicates.value,
+    }
+    return Finding(
+        rule=finding.rule,
+        kind=Kind.ARCHIVE,
+        indicates=indicates,
+        path=scope.path,
+        layer=finding.layer,
+        sha256=scope.sha256,
+        evidence=evidence,
+    )
+
+
+# ---------------------------------------------------------------- versioning
+
+VERSION = 1
+"""Bump whenever a change here or in the walker could alter what a layer's
+walk yields from inside archives (formats, recognition, bounds, meaning)."""
+
+
+def rule_tables() -> dict[str, Any]:
+    """What results from inside archives depend on besides the detectors.
+
+    A cache of layer results must key on this as it keys on the detectors'
+    rule tables: a new format or a changed bound changes a layer's findings.
+    """
+    return {
+        "version": VERSION,
+        "formats": [fmt.value for fmt in Format],
+        "names": [suffix for suffix, _ in NAME_SUFFIXES],
+        "max_size": ARCHIVE_MAX_SIZE,
+        "max_depth": MAX_DEPTH,
+        "max_bytes": MAX_BYTES,
+        "max_members": MAX_MEMBERS,
+        "inside": {inner.value: outer.value for inner, outer in INSIDE_ARCHIVE.items()},
+    }

@@ -1,0 +1,214 @@
+"""A ``LayerResult`` as JSON and back, exactly, or not at all.
+
+The codec is derived from the model's dataclass fields and their type hints,
+so a field another part of the project adds to ``LayerResult``, ``Entry``,
+``Finding``, ``Fact`` or ``LayerStats`` is stored without a change here. Two
+guards keep a cache from ever serving something else than a fresh walk would
+produce:
+
+* ``schema_version()`` hashes every field name and type of those classes; the
+  cache puts it in its key, so rows written for another shape of the model are
+  stale (never half-decoded with defaults filling the gaps);
+* ``dump_layer`` decodes what it wrote and refuses (``UnstorableResult``) a
+  result that does not come back equal: a tuple or bytes in a finding's
+  evidence would silently change type through JSON.
+
+``load_layer`` checks every value against its field's type and raises
+``UndecodableResult`` for anything else (truncated text, wrong types, unknown
+enum values): the cache treats that row as a miss.
+
+Entries are stored as arrays in field order (a Debian root has thousands of
+them); everything else as objects. ``LayerResult.cached`` is not stored: it
+says how this run got the result, not what the layer holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from layerhound.model import Entry, LayerResult
+
+FORMAT = 1
+"""Bumped when the encoding itself (not the model) changes."""
+
+_COMPACT: frozenset[type] = frozenset({Entry})
+"""Dataclasses stored as arrays in field order rather than as objects."""
+
+_NOT_STORED: dict[type, frozenset[str]] = {LayerResult: frozenset({"cached"})}
+
+
+class UndecodableResult(ValueError):
+    """Stored text that is not a ``LayerResult`` of this schema."""
+
+
+class UnstorableResult(ValueError):
+    """A ``LayerResult`` that JSON cannot carry unchanged."""
+
+
+Decoder = Callable[[Any], Any]
+
+
+@cache
+def _stored_fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    hints = typing.get_type_hints(cls)
+    skipped = _NOT_STORED.get(cls, frozenset())
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.name not in skipped)
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], hint: Any) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise UndecodableResult(f"expected {hint!r}, got {type(value).__name__}")
+    return value
+
+
+@cache
+def _decoder(hint: Any) -> Decoder:
+    """A function that checks a JSON value against ``hint`` and builds it."""
+    if hint is Any:
+        return lambda value: value
+    if hint in (str, int, bool):
+        return lambda value: _expect(value, hint, hint)
+    if hint is float:
+        return lambda value: float(_expect(value, (int, float), hint))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        enum_type = hint
+
+        def decode_enum(value: Any) -> Any:
+            try:
+                return enum_type(value)
+            except ValueError as exc:
+                raise UndecodableResult(str(exc)) from exc
+
+        return decode_enum
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _dataclass_decoder(hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        item = _decoder(args[0])
+        return lambda value: [item(x) for x in _expect(value, list, hint)]
+    if origin is dict and args[0] is str:
+        member = _decoder(args[1])
+
+        def decode_dict(value: Any) -> Any:
+            _expect(value, dict, hint)
+            return {_expect(k, str, str): member(v) for k, v in value.items()}
+
+        return decode_dict
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = _decoder(next(a for a in args if a is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    raise TypeError(f"no JSON codec for the model type {hint!r}")
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    fields = [(name, _decoder(hint)) for name, hint in _stored_fields(cls)]
+    names = {name for name, _ in fields}
+
+    if cls in _COMPACT:
+
+        def decode_compact(value: Any) -> Any:
+            if not isinstance(value, list) or len(value) != len(fields):
+                raise UndecodableResult(f"expected {cls.__name__} as an array of {len(fields)}")
+            return cls(*(decode(v) for (_, decode), v in zip(fields, value, strict=True)))
+
+        return decode_compact
+
+    def decode_object(value: Any) -> Any:
+        if not isinstance(value, dict) or value.keys() != names:
+            raise UndecodableResult(f"expected {cls.__name__} with fields {sorted(names)}")
+        return cls(**{name: decode(value[name]) for name, decode in fields})
+
+    return decode_object
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        fields = _stored_fields(cls)
+        if cls in _COMPACT:
+            return [_encode(getattr(value, name)) for name, _ in fields]
+        return {name: _encode(getattr(value, name)) for name, _ in fields}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def layer_to_json(result: LayerResult) -> dict[str, Any]:
+    """The JSON-able form of ``result`` (without ``cached``)."""
+    encoded: dict[str, Any] = _encode(result)
+    return encoded
+
+
+def layer_from_json(value: Any) -> LayerResult:
+    """Inverse of ``layer_to_json``; raises ``UndecodableResult``."""
+    try:
+        result: LayerResult = _decoder(LayerResult)(value)
+    except (TypeError, ValueError, AttributeError) as exc:  # a wrong shape deep inside
+        if isinstance(exc, UndecodableResult):
+            raise
+        raise UndecodableResult(str(exc)) from exc
+    return result
+
+
+def dump_layer(result: LayerResult) -> str:
+    """``result`` as compact JSON text; raises ``UnstorableResult`` unless
+    ``load_layer`` gives back a result equal to it (``cached`` aside)."""
+    try:
+        text = json.dumps(layer_to_json(result), separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UnstorableResult(f"layer {result.digest}: {exc}") from exc
+    try:
+        same = load_layer(text) == dataclasses.replace(result, cached=False)
+    except UndecodableResult as exc:
+        raise UnstorableResult(f"layer {result.digest}: {exc}") from exc
+    if not same:
+        raise UnstorableResult(f"layer {result.digest}: does not survive JSON unchanged")
+    return text
+
+
+def load_layer(text: str | bytes) -> LayerResult:
+    """Parse ``dump_layer`` output; raises ``UndecodableResult``."""
+    try:
+        value = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise UndecodableResult(f"not JSON: {exc}") from exc
+    return layer_from_json(value)
+
+
+def _model_classes() -> list[type]:
+    """``LayerResult`` and every dataclass reachable from its fields, in a fixed order."""
+    found: list[type] = []
+
+    def visit(hint: Any) -> None:
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            if hint not in found:
+                found.append(hint)
+                for _, sub in _stored_fields(hint):
+                    visit(sub)
+            return
+        for arg in typing.get_args(hint):
+            visit(arg)
+
+    visit(LayerResult)
+    return found
+
+
+@cache
+def schema_version() -> str:
+    """``s<FORMAT>-<hash>`` of every stored field's name and type."""
+    shape = [
+        [cls.__name__, cls in _COMPACT, [[name, repr(hint)] for name, hint in _stored_fields(cls)]]
+        for cls in _model_classes()
+    ]
+    digest = hashlib.sha256(json.dumps(shape, separators=(",", ":")).encode()).hexdigest()[:12]
+    return f"s{FORMAT}-{digest}"
