@@ -7,9 +7,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests and the demo use (rpm, db5.3-util and libalpm13
-# build and cross-check the package databases of issue 3).
+# build and cross-check the package databases of issue 3; docker-registry and
+# apache2-utils' htpasswd run the real registries of the registry tests).
 APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certificates dpkg-dev \
-	rpm db5.3-util libalpm13
+	rpm db5.3-util libalpm13 docker-registry apache2-utils
 PYTEST_ARGS ?= -n 2
 
 .PHONY: all setup system-deps venv test demo lint clean

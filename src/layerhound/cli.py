@@ -12,17 +12,20 @@ import enum
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from layerhound import __version__
 from layerhound.detectors.registry import ALL_DETECTORS, rules_version
 from layerhound.errors import LayerhoundError, ReferenceError_, UsageError
 from layerhound.model import ImageResult, Verdict
+from layerhound.registry.options import DEFAULT_CONCURRENCY, ENV_PASSWORD, ENV_USERNAME, RegistryOptions
 from layerhound.report.json_report import render_json
 from layerhound.report.table import render_table
 from layerhound.scan import scan_references
+from layerhound.sources import using_registry_options
 from layerhound.sources.refs import parse_reference
+from layerhound.store.cache import open_cache
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -63,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan = commands.add_parser(
         "scan",
         help="scan images and print a verdict for each",
-        description="Scan images for CVE-2024-3094. References: oci:DIR[:REF], "
-        "oci-archive:FILE[:REF], docker-archive:FILE[:REF], rootfs:DIR, file:PATH.",
+        description="Scan images for CVE-2024-3094. References: docker://HOST/REPO[:TAG|@DIGEST], "
+        "REPO[:TAG] (Docker Hub), oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF], "
+        "rootfs:DIR, file:PATH.",
     )
     scan.add_argument("references", nargs="+", metavar="REF", help="image reference(s)")
     scan.add_argument("--format", choices=[f.value for f in OutputFormat], default="table")
@@ -79,7 +83,87 @@ def build_parser() -> argparse.ArgumentParser:
         "history, source, affected, never (or a verdict name)",
     )
     scan.add_argument("--no-progress", action="store_true", help="never draw a progress display")
+    scan.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep per-layer results in DIR/layers.sqlite3 (default: the user's cache directory, "
+        "~/.cache/layerhound on Linux)",
+    )
+    scan.add_argument("--no-cache", action="store_true", help="neither read nor write the layer cache")
+    add_registry_options(scan)
     return parser
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
+    return number
+
+
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    """The options of commands that pull from registries."""
+    group = parser.add_argument_group(
+        "registries",
+        f"Credentials: --username with --password-stdin, else {ENV_USERNAME}/{ENV_PASSWORD}, "
+        "else Docker's config.json (auths, credsStore, credHelpers). TLS is always verified against the "
+        "system's CAs (or SSL_CERT_FILE/SSL_CERT_DIR), except for --insecure-registry hosts, reached over plain HTTP.",
+    )
+    group.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="reach HOST[:PORT] over plain HTTP (repeatable)",
+    )
+    group.add_argument("--username", metavar="USER", help="registry user name")
+    group.add_argument(
+        "--password-stdin", action="store_true", help="read the registry password (or token) from standard input"
+    )
+    group.add_argument(
+        "--registry-config",
+        type=Path,
+        metavar="PATH",
+        help="Docker config.json with credentials (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json)",
+    )
+    group.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"requests in flight at once per registry (default {DEFAULT_CONCURRENCY})",
+    )
+
+
+def registry_options(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RegistryOptions:
+    """``RegistryOptions`` from the command line and the environment (flags win)."""
+    env = os.environ if environ is None else environ
+    username = args.username or env.get(ENV_USERNAME) or None
+    password: str | None = None
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: nothing was read from standard input")
+    elif env.get(ENV_PASSWORD):
+        password = env[ENV_PASSWORD]
+    if username and password is None:
+        raise UsageError(f"a registry user name needs a password: use --password-stdin or {ENV_PASSWORD}")
+    if password is not None and not username:
+        raise UsageError(f"a registry password needs a user name: use --username or {ENV_USERNAME}")
+    config = args.registry_config.expanduser() if args.registry_config else None
+    if config is not None and not config.is_file():
+        raise UsageError(f"--registry-config: {config} is not a file")
+    return RegistryOptions(
+        insecure_registries=frozenset(args.insecure_registry),
+        username=username,
+        password=password,
+        config_path=config,
+        max_concurrency=args.max_concurrency,
+    )
 
 
 def exit_status(results: Sequence[ImageResult], fail_on: Verdict | None) -> int:
@@ -117,13 +201,19 @@ def run_scan(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
     show_progress = not args.no_progress and sys.stderr.isatty()
     results: list[ImageResult] = []
-    if show_progress:
-        from layerhound.report.progress import ProgressObserver
+    cache = open_cache(
+        args.cache_dir, enabled=not args.no_cache, warn=lambda m: print(f"layerhound: warning: {m}", file=sys.stderr)
+    )
+    with registry_options(args) as options, using_registry_options(options):
+        if show_progress:
+            from layerhound.report.progress import ProgressObserver
 
-        with ProgressObserver() as progress:
-            results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, progress))
-    else:
-        results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, None))
+            with ProgressObserver() as progress:
+                results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, progress, cache))
+        else:
+            results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, None, cache))
+    if cache is not None:
+        cache.close()
 
     if args.format == OutputFormat.JSON.value:
         text = render_json(results, rules_version())

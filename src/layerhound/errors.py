@@ -5,7 +5,8 @@
     ├── ReferenceError_             a reference cannot be parsed
     └── ScanError                   one image cannot be scanned (verdict "error")
         ├── SourceError             the source is missing or malformed
-        │   └── ManifestError       manifest/index/config unreadable or invalid
+        │   ├── ManifestError       manifest/index/config unreadable or invalid
+        │   └── RegistryError       a registry refused, failed or could not be reached
         └── BlobError               a blob cannot be read
             ├── DigestMismatch      bytes do not match the digest that names them
             └── CorruptLayer        compression or tar stream is broken/truncated
@@ -16,6 +17,8 @@ same command go on. Other libraries' exceptions are translated at the boundary
 """
 
 from __future__ import annotations
+
+import urllib.parse
 
 
 class LayerhoundError(Exception):
@@ -40,6 +43,52 @@ class SourceError(ScanError):
 
 class ManifestError(SourceError):
     """A manifest, index or config is unreadable or invalid."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without anything that can be a secret: user info and query.
+
+    Registries redirect blob downloads to signed storage URLs whose query is
+    a bearer credential in all but name, so the query goes too.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(unparseable URL)"
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    query = "?…" if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")) + query
+
+
+class RegistryError(SourceError):
+    """A registry answered with an error, or could not be reached.
+
+    ``status`` is the HTTP status (None when no answer came), ``retryable``
+    says whether the same request may succeed later (5xx, 429, a dropped
+    connection, a rate-limit budget), and ``url`` is the request URL without
+    credentials or query. The message never contains credentials.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.url = redact_url(url) if url else None
 
 
 class BlobError(ScanError):

@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from layerhound.errors import ReferenceError_, SourceError, UsageError
+from layerhound.errors import ReferenceError_, UsageError
 from layerhound.sources import TRANSPORTS, open_images
 from tests.support.imagewriter import ImageSpec, Layer, write_oci
-
-
-@pytest.mark.parametrize("reference", ["alpine:3.19", "docker://ghcr.io/org/app:1", "debian"])
-def test_registry_references_are_not_supported_yet(reference: str) -> None:
-    with pytest.raises(SourceError, match=f"registry references are not supported yet: {reference}"):
-        open_images(reference)
 
 
 def test_bad_platform_fails_before_io(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from layerhound.errors import SourceError
+from layerhound.registry.options import RegistryOptions
 from layerhound.sources.base import BlobStore, Image, ManifestImage
 from layerhound.sources.docker_archive import open_docker_archive
 from layerhound.sources.host import open_file, open_rootfs
@@ -27,6 +27,7 @@ from layerhound.sources.refs import (
     Reference,
     parse_reference,
 )
+from layerhound.sources.registry import current_registry_options, open_registry, using_registry_options
 
 _OPENERS: dict[str, Callable[[Reference], list[Image]]] = {
     OCI: open_oci,
@@ -37,24 +38,31 @@ _OPENERS: dict[str, Callable[[Reference], list[Image]]] = {
 }
 
 
-def open_images(reference: str, platform: str = "all") -> list[Image]:
+def open_images(reference: str, platform: str = "all", registry: RegistryOptions | None = None) -> list[Image]:
     """Open a reference and return its images, filtered by platform.
 
     ``platform`` is ``all`` or ``OS/ARCH[/VARIANT]`` (a filter without a
-    variant matches every variant). Raises ``ReferenceError_`` for text that
-    is not a reference, ``UsageError`` for a bad platform, ``SourceError`` (and
-    subclasses) when the source is missing or malformed or no image matches.
+    variant matches every variant). ``registry`` says how to reach
+    registries (credentials, insecure hosts, concurrency); None uses the
+    options installed with ``using_registry_options``, else defaults from the
+    environment. Raises ``ReferenceError_`` for text that is not a reference,
+    ``UsageError`` for a bad platform, ``SourceError`` (and subclasses, such
+    as ``RegistryError``) when the source is missing, malformed or refuses,
+    or no image matches.
     """
     parse_platform(platform)  # a bad --platform fails before any I/O
     parsed = parse_reference(reference)
-    return open_reference(parsed, platform)
+    return open_reference(parsed, platform, registry)
 
 
-def open_reference(reference: Reference, platform: str = "all") -> list[Image]:
+def open_reference(
+    reference: Reference, platform: str = "all", registry: RegistryOptions | None = None
+) -> list[Image]:
     """``open_images`` for an already parsed reference."""
     if reference.transport == DOCKER:
-        raise SourceError(f"registry references are not supported yet: {reference.original}")
-    images = _OPENERS[reference.transport](reference)
+        images = open_registry(reference, platform, registry)
+    else:
+        images = _OPENERS[reference.transport](reference)
     return select_platform(images, platform)
 
 
@@ -64,7 +72,10 @@ __all__ = [
     "Image",
     "ManifestImage",
     "Reference",
+    "RegistryOptions",
+    "current_registry_options",
     "open_images",
     "open_reference",
     "parse_reference",
+    "using_registry_options",
 ]

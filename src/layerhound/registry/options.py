@@ -1,0 +1,128 @@
+"""``RegistryOptions``: how to talk to registries, and the clients made with it.
+
+One options object is one "session": it owns one ``RegistryClient`` per
+registry host, so tokens, connections and the per-host concurrency limit are
+shared by every reference scanned with it. Close it (or use it as a context
+manager) when done.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from layerhound.registry.credentials import Credentials, CredentialStore, normalize_host
+from layerhound.registry.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from layerhound.registry.client import RegistryClient
+
+ENV_USERNAME = "LAYERHOUND_REGISTRY_USERNAME"
+ENV_PASSWORD = "LAYERHOUND_REGISTRY_PASSWORD"
+DEFAULT_CONCURRENCY = 4
+DEFAULT_PULL_RESERVE = 5
+
+
+def split_port(host: str) -> tuple[str, int | None]:
+    """``name:5000`` → (``name``, 5000); ``[::1]:5000`` → (``[::1]``, 5000); no port → None."""
+    if host.startswith("["):
+        end = host.find("]")
+        rest = host[end + 1 :] if end != -1 else ""
+        if rest.startswith(":") and rest[1:].isdigit():
+            return host[: end + 1], int(rest[1:])
+        return host, None
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and ":" not in name:
+        return name, int(port)
+    return host, None
+
+
+@dataclass(eq=False)
+class RegistryOptions:
+    """Settings for every registry a command talks to."""
+
+    insecure_registries: frozenset[str] = frozenset()
+    """Hosts (``host`` or ``host:port``) reached over plain HTTP; all others need verified TLS."""
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    """Explicit credentials (flags/environment); they win over Docker's config."""
+    config_path: Path | None = None
+    """Docker ``config.json``; None: ``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``."""
+    max_concurrency: int = DEFAULT_CONCURRENCY
+    """Requests (blob downloads included) in flight at once per registry host."""
+    ca_file: Path | None = None
+    """Extra trust for TLS (PEM); None: the system store (honours ``SSL_CERT_FILE``/``SSL_CERT_DIR``)."""
+    timeout: float = 60.0
+    """Seconds to wait for a connection or for the next bytes of an answer."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    pull_reserve: int = DEFAULT_PULL_RESERVE
+    """Stop pulling from a host whose ``ratelimit-remaining`` is down to this many pulls."""
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
+    """Environment for ``DOCKER_CONFIG`` lookups; None: ``os.environ``."""
+
+    _clients: dict[str, RegistryClient] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("a username needs a password and a password needs a username")
+        self.insecure_registries = frozenset(h.strip().lower() for h in self.insecure_registries if h.strip())
+
+    @classmethod
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> RegistryOptions:
+        """Options with credentials from ``LAYERHOUND_REGISTRY_USERNAME``/``_PASSWORD`` when both are set."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {} if environ is None else {"environ": environ}
+        user, password = env.get(ENV_USERNAME), env.get(ENV_PASSWORD)
+        if user and password:
+            values.update(username=user, password=password)
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def is_insecure(self, host: str) -> bool:
+        """Whether ``host`` (``name[:port]``) may be reached over plain HTTP."""
+        host = host.lower()
+        name = split_port(host)[0]
+        return host in self.insecure_registries or name in self.insecure_registries
+
+    def credential_store(self) -> CredentialStore:
+        explicit = None
+        if self.username is not None and self.password is not None:
+            explicit = Credentials(self.username, self.password, source="the command line or environment")
+        return CredentialStore(explicit, self.config_path, self.environ)
+
+    def client(self, registry: str) -> RegistryClient:
+        """The shared client of one registry (``docker.io`` or ``host[:port]``)."""
+        from layerhound.registry.client import RegistryClient
+
+        key = normalize_host(registry)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = RegistryClient(key, self)
+            return client
+
+    def clients(self) -> Iterable[RegistryClient]:
+        with self._lock:
+            return list(self._clients.values())
+
+    def close(self) -> None:
+        """Close every client (connections); the options can still make new ones."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def __enter__(self) -> RegistryOptions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

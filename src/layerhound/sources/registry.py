@@ -1,0 +1,178 @@
+"""Registry references: ``docker://HOST/REPO:TAG``, ``…@sha256:…`` and bare Hub names.
+
+The registry is a ``BlobStore`` like any other source, with one twist:
+manifests and blobs live in separate namespaces (``/manifests/<digest>`` and
+``/blobs/<digest>``). The store therefore remembers every digest it has seen
+named as a manifest — the root it was opened with and every child listed in
+an index it served — and fetches those from the manifest endpoint. The index
+fan-out itself is ``manifest.images_from_descriptors``, shared with every
+other source.
+
+With ``--platform`` set, only the matching children of an index are fetched:
+on Docker Hub each manifest GET counts as a pull.
+
+Options (credentials, insecure hosts, concurrency) come from the
+``RegistryOptions`` passed in, else from the ones installed with
+``using_registry_options`` (the CLI does that), else from a process-wide
+default built from the environment.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Any, BinaryIO
+
+from layerhound.errors import ManifestError, SourceError
+from layerhound.registry.client import RegistryClient
+from layerhound.registry.options import RegistryOptions
+from layerhound.sources.base import BlobStore, Image, load_json, platform_of
+from layerhound.sources.manifest import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    SCHEMA1_TYPES,
+    classify,
+    images_from_descriptors,
+    is_attestation,
+    parse_platform,
+)
+from layerhound.sources.refs import Reference
+
+_current: ContextVar[RegistryOptions | None] = ContextVar("layerhound_registry_options", default=None)
+_default: RegistryOptions | None = None
+_default_lock = threading.Lock()
+
+
+@contextmanager
+def using_registry_options(options: RegistryOptions) -> Iterator[RegistryOptions]:
+    """Make ``options`` the ones ``open_images`` uses for registry references in this context."""
+    token = _current.set(options)
+    try:
+        yield options
+    finally:
+        _current.reset(token)
+
+
+def current_registry_options() -> RegistryOptions:
+    """The installed options, else the process-wide default (environment credentials, Docker config)."""
+    installed = _current.get()
+    if installed is not None:
+        return installed
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = RegistryOptions.from_environment()
+        return _default
+
+
+class RegistryBlobStore(BlobStore):
+    """The blobs and manifests of one repository."""
+
+    def __init__(self, client: RegistryClient, repository: str) -> None:
+        self.client = client
+        self.repository = repository
+        self._manifests: dict[str, bytes] = {}
+        self._manifest_digests: set[str] = set()
+        self._lock = threading.Lock()
+
+    def remember_manifest(self, digest: str, data: bytes) -> None:
+        """Keep a fetched manifest; an index's children are manifests too."""
+        with self._lock:
+            self._manifests[digest] = data
+            self._manifest_digests.add(digest)
+        try:
+            doc = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return
+        children = doc.get("manifests") if isinstance(doc, dict) else None
+        if isinstance(children, list):
+            with self._lock:
+                for child in children:
+                    if isinstance(child, dict) and isinstance(child.get("digest"), str):
+                        self._manifest_digests.add(child["digest"])
+
+    def is_manifest(self, digest: str) -> bool:
+        with self._lock:
+            return digest in self._manifest_digests
+
+    def open(self, digest: str) -> AbstractContextManager[BinaryIO]:
+        with self._lock:
+            cached = self._manifests.get(digest)
+            is_manifest = digest in self._manifest_digests
+        if cached is None and is_manifest:
+            fetched = self.client.get_manifest(self.repository, digest)
+            self.remember_manifest(digest, fetched.data)
+            cached = fetched.data
+        if cached is not None:
+            return nullcontext(io.BytesIO(cached))
+        return self.client.open_blob(self.repository, digest)
+
+
+def check_media_type(doc: dict[str, Any], content_type: str, what: str) -> str:
+    """Classify a registry document; the Content-Type stands in for a missing ``mediaType``.
+
+    Returns the media type to put in the root descriptor.
+    """
+    declared = doc.get("mediaType")
+    if not declared and content_type in SCHEMA1_TYPES:
+        raise ManifestError(f"{what}: Docker image manifest schema 1 is not supported")
+    kind = classify(doc, what)
+    if isinstance(declared, str) and declared:
+        return declared
+    if content_type in INDEX_TYPES | MANIFEST_TYPES:
+        said = "index" if content_type in INDEX_TYPES else "manifest"
+        if said != kind:
+            raise ManifestError(f"{what}: served as {content_type} but it is an image {kind}")
+        return content_type
+    return ""
+
+
+def open_registry(reference: Reference, platform: str = "all", options: RegistryOptions | None = None) -> list[Image]:
+    """Images of a registry reference, one per platform of an index.
+
+    The digest wins when a reference has both tag and digest (as in Docker).
+    """
+    if reference.registry is None or reference.repository is None:
+        raise ManifestError(f"{reference.original}: not a registry reference")
+    options = options or current_registry_options()
+    client = options.client(reference.registry)
+    repository = reference.repository
+    wanted = reference.digest or reference.tag or "latest"
+    fetched = client.get_manifest(repository, wanted)
+    what = f"{reference.original}: manifest"
+    doc = load_json(fetched.data, what)
+    media_type = check_media_type(doc, fetched.media_type, what)
+    store = RegistryBlobStore(client, repository)
+    store.remember_manifest(fetched.digest, fetched.data)
+    root = {"mediaType": media_type, "digest": fetched.digest, "size": len(fetched.data)}
+    label = reference.original
+    filter_ = parse_platform(platform)
+    children = doc.get("manifests")
+    if filter_ is None or not isinstance(children, list):
+        return images_from_descriptors(store, [(label, root)])
+    # Fetch only the platforms asked for; children without a platform (nested
+    # indexes) are followed, and select_platform has the last word.
+    roots: list[tuple[str, dict[str, Any]]] = []
+    seen: set[str] = set()
+    for child in children:
+        if not isinstance(child, dict) or is_attestation(child):
+            continue
+        label_platform = platform_of(child.get("platform") if isinstance(child.get("platform"), dict) else None)
+        if label_platform is not None and not filter_.matches(label_platform):
+            continue
+        digest = child.get("digest")
+        if isinstance(digest, str) and digest not in seen:
+            seen.add(digest)
+            roots.append((label, child))
+    if not roots:
+        available = [
+            p for c in children if isinstance(c, dict) and not is_attestation(c)
+            if (p := platform_of(c.get("platform") if isinstance(c.get("platform"), dict) else None))
+        ]
+        listing = ", ".join(dict.fromkeys(available)) or "none"
+        raise SourceError(f"no image for platform {filter_}; available: {listing}")
+    return images_from_descriptors(store, roots)
