@@ -22,7 +22,7 @@ from layerhound.layers.layer import Layer
 from layerhound.layers.walk import walk_layer
 from layerhound.model import ImageResult, LayerResult, Verdict
 from layerhound.sources import open_images
-from layerhound.sources.base import Image
+from layerhound.sources.base import Image, ManifestImage
 from layerhound.store.cache import LayerCache, cache_version
 
 
@@ -88,6 +88,8 @@ def scan_image(
     observer = observer or SilentObserver()
     done: list[LayerResult] = []
     platform: str | None = None
+    if cache is not None and isinstance(image, ManifestImage):
+        image.memo = cache
     try:
         platform = image.platform
         config = image.config

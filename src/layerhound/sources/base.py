@@ -13,7 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from functools import cached_property, partial
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from layerhound.errors import BlobError, ManifestError
 from layerhound.layers.layer import Layer, TarBlobLayer
@@ -95,8 +95,22 @@ def platform_of(value: dict[str, Any] | None) -> str | None:
     return "/".join(parts)
 
 
+class ConfigMemo(Protocol):
+    """Somewhere image configs can be kept between scans (the layer cache)."""
+
+    def get_blob(self, digest: str) -> bytes | None:
+        """The config's bytes, already checked against ``digest``, or None."""
+
+    def put_blob(self, digest: str, data: bytes) -> None:
+        """Keep verified bytes."""
+
+
 class ManifestImage(Image):
     """An image described by an OCI / Docker v2 schema 2 manifest in a blob store."""
+
+    memo: ConfigMemo | None = None
+    """Set by the scanner when a cache is in use: the config is then read from
+    it when present, so a fully cached image needs no blob from its source."""
 
     def __init__(
         self,
@@ -126,7 +140,12 @@ class ManifestImage(Image):
         descriptor = self.manifest.get("config")
         if not isinstance(descriptor, dict) or not isinstance(descriptor.get("digest"), str):
             raise ManifestError(f"{self.ref}: manifest has no config descriptor")
-        data = self.store.read_verified(descriptor["digest"], "image config")
+        digest = descriptor["digest"]
+        data = self.memo.get_blob(digest) if self.memo is not None else None
+        if data is None:
+            data = self.store.read_verified(digest, "image config")
+            if self.memo is not None:
+                self.memo.put_blob(digest, data)
         return load_json(data, f"{self.ref}: image config")
 
     @cached_property

@@ -8,7 +8,8 @@ asks for every layer of an image *before* opening any blob (trivy's
 ``MissingBlobs``); a hit needs only the digest the manifest names, so an image
 whose layers are all cached is assessed without reading a single blob.
 
-Storage is one SQLite table (stdlib ``sqlite3``, WAL journal)::
+Storage is SQLite (stdlib ``sqlite3``, WAL journal): this table, and
+``configs`` (image config blobs by digest, verified again when read)::
 
     layer_results(
         rules     TEXT     cache_version(): rules version + schema version
@@ -45,6 +46,7 @@ is moved aside and replaced when the cache is opened.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -69,6 +71,16 @@ BUSY_TIMEOUT = 60.0
 """Seconds a process waits for another one's write before giving up."""
 _CHUNK = 500
 """Digests per lookup query (well under SQLite's bound on parameters)."""
+
+_CONFIG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS configs (
+    digest TEXT PRIMARY KEY,
+    stored_at INTEGER NOT NULL,
+    value BLOB NOT NULL
+) WITHOUT ROWID
+"""
+MAX_CONFIG = 1024 * 1024
+"""Image configs larger than this are not kept (they are read from the source)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layer_results (
@@ -95,6 +107,11 @@ def cache_version(detectors: Sequence[Detector]) -> str:
 def default_cache_dir() -> Path:
     """The user's cache directory for layerhound (``~/.cache/layerhound`` on Linux)."""
     return Path(platformdirs.user_cache_dir("layerhound"))
+
+
+def _matches(digest: str, data: bytes) -> bool:
+    algo, _, expected = digest.partition(":")
+    return algo in ("sha256", "sha512") and hashlib.new(algo, data).hexdigest() == expected
 
 
 def _diff_id(layer: Layer) -> str | None:
@@ -137,6 +154,7 @@ class LayerCache:
             # With WAL, NORMAL loses nothing on a killed process (only on power loss).
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_SCHEMA)
+            conn.execute(_CONFIG_SCHEMA)
         except BaseException:
             conn.close()
             raise
@@ -273,6 +291,34 @@ class LayerCache:
             )
             return True
         return False
+
+    # -- image configs -------------------------------------------------------
+
+    def get_blob(self, digest: str) -> bytes | None:
+        """A stored image config, only if its bytes still hash to ``digest``.
+
+        Configs are content-addressed and immutable, so they need no rules
+        version: with them kept too, re-scanning a fully cached image from a
+        registry downloads no blob at all (only its manifest, which a tag may
+        move).
+        """
+        with self._db("read") as conn:
+            row = conn.execute("SELECT value FROM configs WHERE digest = ?", (digest,)).fetchone() if conn else None
+        if row is None:
+            return None
+        data = bytes(row[0])
+        return data if _matches(digest, data) else None
+
+    def put_blob(self, digest: str, data: bytes) -> None:
+        """Keep a verified image config (small blobs only)."""
+        if len(data) > MAX_CONFIG or not _matches(digest, data):
+            return
+        with self._db("write") as conn:
+            if conn is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO configs (digest, stored_at, value) VALUES (?, ?, ?)",
+                    (digest, int(time.time()), data),
+                )
 
     def prune(self, keep: str) -> int:
         """Delete every row whose version is not ``keep``; returns how many.
