@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from layerhound.detectors.base import Detector, is_elf
+from layerhound.detectors.elfscan import ElfFormatError
 from layerhound.model import Entry, Fact, Finding
 
 COLLECTOR = "elf-dynamic"
@@ -29,10 +30,6 @@ DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH, DT_FLA
 MACHINES = {3: "i386", 62: "x86_64", 183: "aarch64", 40: "arm", 8: "mips", 21: "ppc64", 22: "s390x", 243: "riscv"}
 MAX_DYNAMIC_ENTRIES = 4096
 MAX_PROGRAM_HEADERS = 256
-
-
-class ElfFormatError(ValueError):
-    """The bytes claim to be ELF but their headers point outside the file."""
 
 
 def _header_fields(head: bytes) -> tuple[int, str, int] | None:

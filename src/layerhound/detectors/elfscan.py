@@ -62,7 +62,7 @@ _IRELATIVE_TABLE = bytes(1 if b == R_X86_64_IRELATIVE else 0 for b in range(256)
 
 
 class ElfFormatError(ValueError):
-    """The bytes are not a well-formed little-endian ELF64 file."""
+    """The bytes claim to be ELF but are not well formed (or not a kind this module reads)."""
 
 
 def head_is_x86_64_candidate(head: bytes) -> bool:

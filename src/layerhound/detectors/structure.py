@@ -55,12 +55,12 @@ from typing import Any, Final
 
 import capstone  # type: ignore[import-untyped]
 from capstone import x86
-from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
 from layerhound.detectors.base import Detector
+from layerhound.detectors.elf_dynamic import parse_dynamic
 from layerhound.detectors.elfscan import (
     ET_REL,
     SHF_ALLOC,
@@ -918,11 +918,11 @@ class StructureDetector(Detector):
 
     @staticmethod
     def _needed(prog: _Program) -> list[str]:
-        """DT_NEEDED entries (empty for object files)."""
-        for sec in prog.elf.iter_sections():
-            if isinstance(sec, DynamicSection):
-                return [str(getattr(tag, "needed", "")) for tag in sec.iter_tags() if tag.entry.d_tag == "DT_NEEDED"]
-        return []
+        """DT_NEEDED entries (empty for object files), read the way the loader reads them."""
+        if prog.is_rel:
+            return []
+        needed: list[str] = parse_dynamic(prog.img.data)["needed"]
+        return needed
 
     @staticmethod
     def _tls_get_addr_without_tls(prog: _Program) -> bool:
