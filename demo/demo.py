@@ -1,13 +1,15 @@
-"""`make demo`: build a few container images locally, scan them with layerhound, check the verdicts.
+"""`make demo`: build a few container images, push them to a local registry, scan them with layerhound.
 
 Why this exists: the README's first command should show the main job working
-for real on a fresh Debian bookworm machine, without a registry or Docker. The
-images are made from this machine's real Debian packages (liblzma5, libsystemd0,
-openssh-server, fetched with ``apt-get download``) plus the project's own
-*inert* test implant (tests/samples/implant_sim.c: it only carries the published
-byte patterns and hooks nothing; no real backdoor code is used). They are
-written as an OCI layout and a docker-archive, scanned with the real CLI, and
-each verdict is compared with the expected one, so the demo is also a smoke test.
+for real on a fresh Debian bookworm machine, without Docker or an outside
+registry. The images are made from this machine's real Debian packages
+(liblzma5, libsystemd0, openssh-server, fetched with ``apt-get download``) plus
+the project's own *inert* test implant (tests/samples/implant_sim.c: it only
+carries the published byte patterns and hooks nothing; no real backdoor code is
+used). They are pushed with skopeo to Debian's docker-registry, started on a
+free 127.0.0.1 port for the run and always stopped, and scanned from there (and
+from a docker-archive) with the real CLI, twice with one cache; each verdict is
+compared with the expected one, so the demo is also a smoke test.
 
     python demo/demo.py [--out DIR]      # default: ./out/demo under the repo root
 """
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +43,7 @@ from tests.support.imagewriter import (  # noqa: E402
     write_docker_archive,
     write_oci,
 )
+from tests.support.registry import RegistryServer, push  # noqa: E402
 
 PACKAGES = ("liblzma5", "libsystemd0", "openssh-server")
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
@@ -46,6 +51,7 @@ STATUS = "/var/lib/dpkg/status"
 BACKDOORED_VERSION = "5.6.1-1"
 SSHD = ["/usr/sbin/sshd", "-D"]
 MARKER = ".layerhound-demo"
+REPOSITORY = "demo/xz"  # one tag per image
 EXPECTED = {
     "clean": "clean",
     "backdoored-sshd": "backdoored-reachable",
@@ -61,6 +67,16 @@ def step(message: str) -> None:
 
 def shown(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+class DemoRegistry(RegistryServer):
+    """The tests' anonymous plain-HTTP registry, with its access log on: it tells how many blobs a scan fetched."""
+
+    def _config(self) -> str:
+        return super()._config().replace("  accesslog:\n    disabled: true", "  accesslog:\n    disabled: false")
+
+    def blob_downloads(self) -> int:
+        return len(re.findall(r'"GET /v2/\S+/blobs/sha256:[0-9a-f]+ HTTP/[0-9.]+" 20[06] ', self.log.read_text()))
 
 
 def usr_merged(path: str) -> str:
@@ -166,28 +182,62 @@ def expected_for(ref: str, refs: dict[str, str]) -> str | None:
     return None
 
 
+def push_and_list(layout: Path, registry: DemoRegistry) -> None:
+    step(f"pushing the images with skopeo to docker://{registry.host}/{REPOSITORY} (one tag per image)…")
+    for tag in EXPECTED:
+        push(f"oci:{layout}:{tag}", registry, REPOSITORY, tag)
+        print(f"    {REPOSITORY}:{tag}")
+    tags = [sys.executable, "-m", "layerhound", "tags"]  # shown only when this CLI has the command
+    probe = subprocess.run([*tags, "--help"], cwd=REPO, capture_output=True, text=True)
+    if probe.returncode == 0:
+        insecure = ["--insecure-registry", registry.host] if "--insecure-registry" in probe.stdout else []
+        step(f"listing them with the real CLI: layerhound tags docker://{registry.host}/{REPOSITORY}")
+        subprocess.run([*tags, *insecure, f"docker://{registry.host}/{REPOSITORY}"], cwd=REPO)
+
+
+def timed_scan(command: list[str], registry: DemoRegistry) -> tuple[float, int]:
+    """One run of the CLI: (wall-clock seconds, blobs it fetched from the registry)."""
+    blobs, began = registry.blob_downloads(), time.monotonic()
+    done = subprocess.run(command, cwd=REPO)
+    if done.returncode not in (0, 1):  # 1 means "backdoored images found", which is the point; 2 is an error
+        sys.exit(f"demo FAILED: layerhound exited {done.returncode}: {' '.join(command[3:])}")
+    return time.monotonic() - began, registry.blob_downloads() - blobs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=REPO / "out" / "demo", help="output directory (replaced)")
     args = parser.parse_args()
     out: Path = args.out.expanduser().resolve()
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the `finally` that stops the registry
     prepare(out)
     layout, archive = build_images(out)
 
-    refs = {f"oci:{layout}:{tag}": verdict for tag, verdict in EXPECTED.items()}
+    registry = DemoRegistry(out / "registry", "anonymous")
+    host, report = registry.host, out / "report.json"
+    refs = {f"docker://{host}/{REPOSITORY}:{tag}": verdict for tag, verdict in EXPECTED.items()}
     refs[f"docker-archive:{archive}"] = EXPECTED["backdoored-sshd"]
-    scan = [sys.executable, "-m", "layerhound", "scan", *refs]
-    step("scanning with the real CLI: layerhound scan " + " ".join(r.replace(str(out) + "/", "") for r in refs))
-    sys.stdout.flush()
-    table = subprocess.run(scan, cwd=REPO)
-    report = out / "report.json"
-    as_json = subprocess.run([*scan, "--no-progress", "--format", "json", "-o", str(report)], cwd=REPO)
-    print(f"\nJSON report (layerhound.scan/v1): {report}")
-    # Exit 1 means "backdoored images found", which is the point; 2 is an error.
-    for name, done in (("table", table), ("json", as_json)):
-        if done.returncode not in (0, 1):
-            sys.exit(f"demo FAILED: the {name} scan exited {done.returncode}")
+    scan = [sys.executable, "-m", "layerhound", "scan", "--insecure-registry", host, "--cache-dir", str(out / "cache"),
+            *refs]
+    step(f"starting Debian's docker-registry on {host} (anonymous, plain HTTP, storage in {shown(registry.workdir)})…")
+    try:
+        registry.start()
+        push_and_list(layout, registry)
+        step("scanning from the registry and a docker-archive with the real CLI, cache empty: layerhound "
+             + " ".join(scan[3:]).replace(str(REPO) + "/", ""))
+        began = time.monotonic()
+        subprocess.run([*scan[:4], "--help"], cwd=REPO, capture_output=True)  # the CLI's start-up, for scale
+        startup = time.monotonic() - began
+        first, first_blobs = timed_scan(scan, registry)
+        step("scanning the same images again with the same --cache-dir, as JSON…")
+        again, again_blobs = timed_scan([*scan, "--no-progress", "--format", "json", "-o", str(report)], registry)
+    finally:
+        registry.stop()
+    print(f"    JSON report (layerhound.scan/v1): {report}")
+    fetched = "no blob downloaded" if again_blobs == 0 else f"{again_blobs} blobs downloaded"
+    step(f"stopped the registry. First scan {first:.1f} s ({first_blobs} blobs downloaded), cached re-scan "
+         f"{again:.1f} s: {fetched} (wall clock; the CLI alone starts in {startup:.1f} s)")
 
     images = json.loads(report.read_text())["images"]
     wrong = []
@@ -198,22 +248,30 @@ def main() -> int:
             wrong.append(f"  {image['ref']}: expected {want}, got {image['verdict']}\n    {reasons}")
     if len(images) != len(refs):
         wrong.append(f"  expected {len(refs)} images in the report, got {len(images)}")
+    if again_blobs or not all(layer["cached"] for image in images for layer in image["layers"]):
+        wrong.append(f"  the re-scan did not come from the cache ({again_blobs} blobs downloaded)")
     if wrong:
-        print("demo FAILED: verdicts differ from the expected ones:\n" + "\n".join(wrong), file=sys.stderr)
+        print("demo FAILED: results differ from the expected ones:\n" + "\n".join(wrong), file=sys.stderr)
         return 1
     print(f"all {len(images)} verdicts as expected ({time.monotonic() - started:.1f}s)\n")
     print(
-        "What this showed: five images were built here from Debian's own liblzma5, libsystemd0 and "
-        "openssh-server bytes plus the project's inert test implant, and layerhound told them apart from the "
-        "bytes alone. The image whose sshd would load the implanted liblzma is backdoored-reachable (also when "
-        "read from a `docker save` archive); the same implant copied in quietly, with the package database still "
-        "claiming Debian's clean 5.4.1, is still found (backdoored-dormant: nothing starts sshd) where a "
-        "version-matching scanner would say clean; an image that deleted the implant in a later layer still "
-        "ships it in a lower layer (backdoor-in-history); and an image whose package database only claims "
-        "5.6.1-1 over clean bytes is flagged as affected-version-not-injected rather than as backdoored."
+        "What this showed: five images were built here from Debian's own liblzma5, libsystemd0 and openssh-server "
+        "bytes plus the project's inert test implant, pushed with skopeo to a real registry (Debian's docker-registry, "
+        "started on 127.0.0.1 for this run and stopped again) and pulled from it by layerhound over the OCI "
+        "distribution API, which told them apart from the bytes alone. The image whose sshd would load the implanted "
+        "liblzma is backdoored-reachable (also when read from a `docker save` archive); the same implant copied in "
+        "quietly, with the package database still claiming Debian's clean 5.4.1, is still found (backdoored-dormant: "
+        "nothing starts sshd) where a version-matching scanner would say clean; an image that deleted the implant in "
+        "a later layer still ships it in a lower layer (backdoor-in-history); and an image whose package database "
+        "only claims 5.6.1-1 over clean bytes is flagged as affected-version-not-injected rather than as backdoored. "
+        "The re-scan with the same --cache-dir took every layer's result and image config from the cache (keyed by "
+        "digest) and fetched only the manifests."
     )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit("demo: interrupted (the registry was stopped)")
