@@ -2,6 +2,8 @@
 
 Exit status (DESIGN.md): 0 when nothing is at or above ``--fail-on``, 1 when
 something is, 2 for a usage error or an image that could not be scanned.
+``tags``: 0 when the list was printed (tags that could not be described
+completely are flagged, not fatal), 2 for a usage error or a registry failure.
 A user mistake prints one line on stderr, never a traceback.
 """
 
@@ -19,11 +21,16 @@ from layerhound import __version__
 from layerhound.detectors.registry import ALL_DETECTORS, rules_version
 from layerhound.errors import LayerhoundError, ReferenceError_, UsageError
 from layerhound.model import ImageResult, Verdict
+from layerhound.registry.credentials import DOCKER_HUB
+from layerhound.registry.hub import ENV_HUB_API
 from layerhound.registry.options import DEFAULT_CONCURRENCY, ENV_PASSWORD, ENV_USERNAME, RegistryOptions
+from layerhound.registry.tags import date_window, parse_repository, tag_history
 from layerhound.report.json_report import render_json
 from layerhound.report.table import render_table
+from layerhound.report.tags import render_tags_json, render_tags_table
 from layerhound.scan import scan_references
 from layerhound.sources import using_registry_options
+from layerhound.sources.manifest import parse_platform
 from layerhound.sources.refs import parse_reference
 from layerhound.store.cache import open_cache
 
@@ -92,7 +99,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--no-cache", action="store_true", help="neither read nor write the layer cache")
     add_registry_options(scan)
+    add_tags_command(commands)
     return parser
+
+
+def add_tags_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``layerhound tags REPO``: the tag history of a repository."""
+    tags = commands.add_parser(
+        "tags",
+        help="list every tag of a repository with its date, digest and platforms",
+        description="List every tag of a repository: name, date, digest (HEAD: not a pull on Docker Hub; "
+        "the index digest for a multi-platform tag) and platforms. Docker Hub repositories are read "
+        f"through the Hub API, which has push dates (its URL: {ENV_HUB_API}, default https://hub.docker.com); "
+        "no manifest is fetched there. Other registries keep no dates: the date is the image config's "
+        "'created' (build time), which costs the manifest and the config blob per distinct digest "
+        "(--no-dates skips that).",
+    )
+    tags.add_argument(
+        "repository", metavar="REPO",
+        help="docker://HOST/NAME, or a Docker Hub name: debian, library/debian, user/repo (no tag)",
+    )
+    tags.add_argument(
+        "--since", metavar="DATE",
+        help="only tags dated DATE or later (inclusive; the date is the push date on Docker Hub, the image "
+        "config's 'created' elsewhere); DATE is YYYY-MM-DD (from the start of that day, UTC) "
+        "or an ISO 8601 date-time (UTC unless it has an offset). Tags without any date are then left out "
+        "(and counted)",
+    )
+    tags.add_argument(
+        "--until", metavar="DATE",
+        help="only tags dated DATE or earlier (inclusive: YYYY-MM-DD includes that whole day, UTC)",
+    )
+    tags.add_argument(
+        "--tags", dest="globs", action="append", default=[], metavar="GLOB",
+        help="only tags whose name matches GLOB (fnmatch: * ? [..], case-sensitive; repeatable, any match)",
+    )
+    tags.add_argument(
+        "--platform", default="all",
+        help="'all' (default) or OS/ARCH[/VARIANT]: only tags with an image for it, and only those platforms",
+    )
+    tags.add_argument("--format", choices=[f.value for f in OutputFormat], default="table")
+    tags.add_argument("-o", "--output", type=Path, help="write the list to FILE instead of stdout")
+    tags.add_argument(
+        "--no-dates", action="store_true",
+        help="do not fetch manifests and configs for dates (other registries than Docker Hub); "
+        "cannot be combined with --since/--until",
+    )
+    add_registry_options(tags)
 
 
 def _positive_int(value: str) -> int:
@@ -224,12 +277,35 @@ def run_scan(args: argparse.Namespace) -> int:
     return exit_status(results, FAIL_ON_ALIASES[args.fail_on])
 
 
+def run_tags(args: argparse.Namespace) -> int:
+    # Bad arguments fail before a password is read or anything is fetched.
+    registry, _ = parse_repository(args.repository)
+    if date_window(args.since, args.until).active and args.no_dates and registry != DOCKER_HUB:
+        raise UsageError("--since/--until need dates: they cannot be combined with --no-dates")
+    parse_platform(args.platform)
+    with registry_options(args) as options:
+        history = tag_history(
+            args.repository, options, args.since, args.until, args.globs, args.platform, dates=not args.no_dates
+        )
+    if args.format == OutputFormat.JSON.value:
+        text = render_tags_json(history)
+        for tag in history.problems:
+            print(f"layerhound: warning: {tag.name}: {tag.error}", file=sys.stderr)
+    else:
+        color = args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        text = render_tags_table(history, color=color)
+    _write(text, args.output)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "scan":
             return run_scan(args)
+        if args.command == "tags":
+            return run_tags(args)
         raise UsageError(f"unknown command {args.command}")
     except UsageError as exc:
         print(f"layerhound: error: {exc}", file=sys.stderr)
