@@ -111,6 +111,14 @@ def scan_image(
         verdict = assess_image(image.ref, image.digest, platform, config, done)
     except ScanError as exc:
         verdict = error_result(image.ref, exc, image.digest, platform, done)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # A bug, not a user mistake: one odd image must not end a registry-wide
+        # run. The image gets verdict "error" (exit 2) with the exception named,
+        # and every other image is still scanned.
+        internal = ScanError(f"internal error while scanning {image.ref}: {type(exc).__name__}: {exc} (please report)")
+        verdict = error_result(image.ref, internal, image.digest, platform, done)
     observer.image_finished(verdict)
     return verdict
 

@@ -62,3 +62,26 @@ def test_schema_rejects_a_document_that_breaks_the_contract(layout: Path, capsys
     del report["images"][0]["verdict"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(report, load_schema())
+
+
+def test_an_unexpected_failure_fails_only_its_image(
+    layout: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug met on one image becomes that image's error verdict; the next image is still scanned."""
+    import layerhound.scan as scan_module
+
+    real = scan_module.assess_image
+    calls = []
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise KeyError("boom")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan_module, "assess_image", flaky)
+    status = main(["scan", "--no-progress", "--format", "json", f"oci:{layout}:two", f"oci:{layout}:two"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 2
+    assert [i["verdict"] for i in report["images"]] == ["error", "clean"]
+    assert "internal error" in report["images"][0]["error"] and "KeyError" in report["images"][0]["error"]
