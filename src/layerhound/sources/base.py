@@ -60,8 +60,13 @@ class Image(ABC):
     """The reference as the user should see it in reports."""
     digest: str | None
     """Digest of the image manifest, None for host sources (rootfs, file)."""
-    platform: str | None
-    """``os/arch[/variant]`` when known."""
+    @property
+    def platform(self) -> str | None:
+        """``os/arch[/variant]`` from the config, when it says (None for host sources)."""
+        try:
+            return platform_of(self.config)
+        except Exception:  # a broken config fails the scan, not the label
+            return None
 
     @property
     @abstractmethod
@@ -127,13 +132,8 @@ class ManifestImage(Image):
         self._platform_hint = platform
 
     @property
-    def platform(self) -> str | None:  # type: ignore[override]
-        if self._platform_hint:
-            return self._platform_hint
-        try:
-            return platform_of(self.config)
-        except Exception:  # a broken config fails the scan, not the label
-            return None
+    def platform(self) -> str | None:
+        return self._platform_hint or super().platform
 
     @cached_property
     def config(self) -> dict[str, Any]:

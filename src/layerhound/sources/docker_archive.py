@@ -213,13 +213,6 @@ class DockerArchiveImage(Image):
         self.config_name = config_name
         self.layer_names = layer_names
 
-    @property
-    def platform(self) -> str | None:  # type: ignore[override]
-        try:
-            return platform_of(self.config)
-        except Exception:  # a broken config fails the scan, not the label
-            return None
-
     @cached_property
     def config(self) -> dict[str, Any]:
         assert self.digest is not None

@@ -21,7 +21,6 @@ class HostImage(Image):
     def __init__(self, ref: str, layer: Layer) -> None:
         self.ref = ref
         self.digest = None
-        self.platform = None
         self._layers = [layer]
 
     @property
