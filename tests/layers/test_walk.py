@@ -155,3 +155,15 @@ def test_corrupt_deflate_block_with_matching_digest_is_corrupt_layer() -> None:
         blob[offset] ^= 0xFF
     with pytest.raises(CorruptLayer):
         walk_layer(blob_layer(bytes(blob)), [])
+
+
+@pytest.mark.parametrize("record", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME])
+def test_huge_tar_metadata_record_is_refused_not_read(record: bytes) -> None:
+    """A pax header or GNU long name declaring 1 GiB is refused before tarfile reads it."""
+    info = tarfile.TarInfo("././@PaxHeader" if record == tarfile.XHDTYPE else "././@LongLink")
+    info.type = record
+    info.size = 1 << 30
+    header = info.tobuf(format=tarfile.GNU_FORMAT if record == tarfile.GNUTYPE_LONGNAME else tarfile.USTAR_FORMAT)
+    blob = header + b"x" * 4096
+    with pytest.raises(CorruptLayer, match="tar metadata record of 1073741824 bytes"):
+        walk_layer(blob_layer(blob), [])

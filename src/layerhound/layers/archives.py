@@ -48,7 +48,7 @@ from typing import IO, Any, cast
 import zstandard
 from isal import igzip
 
-from layerhound.layers.layer import TAR_ERRORS, image_path, tar_entry
+from layerhound.layers.layer import TAR_ERRORS, BoundedTarInfo, image_path, tar_entry
 from layerhound.layers.stream import BZIP2_MAGIC, CHUNK, GZIP_MAGIC, XZ_MAGIC, ZSTD_MAGIC, ByteStream
 from layerhound.model import Entry, EntryType, Finding, Indicates, Kind
 
@@ -370,7 +370,7 @@ def _read_exact(stream: ByteStream, n: int, what: str) -> bytes:
 
 def _tar_stream_members(stream: ByteStream) -> Members:
     # tarfile only calls read() on a stream ("r|"), which every ByteStream has.
-    with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|") as archive:
+    with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", tarinfo=BoundedTarInfo) as archive:
         for info in archive:
             entry = tar_entry(info)
             fileobj = archive.extractfile(info) if entry.type is EntryType.FILE else None

@@ -157,7 +157,7 @@ class TarBlobLayer(Layer):
                 stream, self.compression = decompressing_reader(buffered)
                 tar_stream = HashingReader(stream)
                 buffered_tar = io.BufferedReader(tar_stream, CHUNK)
-                with tarfile.open(fileobj=buffered_tar, mode="r|") as archive:
+                with tarfile.open(fileobj=buffered_tar, mode="r|", tarinfo=BoundedTarInfo) as archive:
                     for info in _tar_members(archive, tar_stream):
                         entry = tar_entry(info)
                         fileobj = archive.extractfile(info) if entry.type is EntryType.FILE else None
@@ -208,6 +208,36 @@ def _tar_members(archive: tarfile.TarFile, tar_stream: HashingReader) -> Iterato
             return
         last = info
         yield info
+
+
+MAX_TAR_METADATA = 1024 * 1024
+"""Largest pax or GNU long-name record read (real ones: a few hundred bytes)."""
+
+
+class OversizedTarRecord(tarfile.HeaderError):
+    """A pax/GNU long-name record larger than ``MAX_TAR_METADATA``."""
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A tar header whose metadata records are bounded in size.
+
+    tarfile reads a pax extended header or a GNU long name whole into memory,
+    as large as its header declares; a hostile layer could declare gigabytes.
+    """
+
+    def _check_record(self) -> None:
+        if self.size > MAX_TAR_METADATA:
+            raise OversizedTarRecord(
+                f"tar metadata record of {self.size} bytes at {self.offset} (limit {MAX_TAR_METADATA})"
+            )
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_record()
+        return super()._proc_pax(tarfile)  # type: ignore[misc, no-any-return]
+
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_record()
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc, no-any-return]
 
 
 def describe(exc: BaseException) -> str:
