@@ -55,10 +55,12 @@ def layout(
     )
     clean_lzma = (bookworm_root / "usr/lib/x86_64-linux-gnu/liblzma.so.5.4.1").read_bytes()
 
-    def image(tag: str, *layers: Layer, cmd: list[str] = SSHD, env: tuple[str, ...] = ()) -> None:
-        spec = ImageSpec([base, *layers], cmd=cmd)
+    def image(
+        tag: str, *layers: Layer, cmd: list[str] = SSHD, env: tuple[str, ...] = (), entrypoint: list[str] | None = None
+    ) -> None:
+        spec = ImageSpec([base, *layers], cmd=cmd, entrypoint=entrypoint)
         if env:
-            spec = ImageSpec([base, *layers], cmd=cmd, env=(*spec.env, *env))
+            spec = ImageSpec([base, *layers], cmd=cmd, entrypoint=entrypoint, env=(*spec.env, *env))
         write_oci(path, spec, tag=tag)
 
     image("reachable", in_place, env=("LANG=C.UTF-8",))
@@ -86,6 +88,9 @@ def layout(
     )
     image("systemd-init", in_place, init, cmd=["/sbin/init"])
     image("missing-init", in_place, cmd=["/sbin/init"])
+    entry_script = Layer.files({"/docker-entrypoint.sh": file(b'#!/bin/sh\nset -e\nexec "$@"\n', 0o755)})
+    image("entrypoint-runs-cmd", in_place, entry_script, entrypoint=["/docker-entrypoint.sh"])
+    image("entrypoint-runs-other", in_place, entry_script, entrypoint=["/docker-entrypoint.sh"], cmd=["/bin/bash"])
     return path
 
 
@@ -121,6 +126,12 @@ def scan_one(capsys: pytest.CaptureFixture[str], ref: str) -> dict[str, Any]:
         ("term-set", "backdoored-dormant", "the image config sets TERM"),
         ("systemd-init", "backdoored-reachable", "systemd starts sshd: multi-user.target.wants/ssh.service enabled"),
         ("missing-init", "backdoored-dormant", "program /sbin/init is not in the image"),
+        (
+            "entrypoint-runs-cmd",
+            "backdoored-reachable",
+            "runs sshd directly: /usr/sbin/sshd -D (via /docker-entrypoint.sh, which runs its arguments)",
+        ),
+        ("entrypoint-runs-other", "backdoored-dormant", "does not start sshd: /bin/bash"),
     ],
 )
 def test_each_link_of_the_chain(

@@ -145,7 +145,11 @@ START_FILES: dict[str, Fact | str | None] = {
                                                           "absolute_sshd": True}),
     "/usr/bin/supervisord": None,
     "/etc/supervisor/conf.d/sshd.conf": Fact("startup", "/etc/supervisor/conf.d/sshd.conf",
-                                             {"lines": ["command=/usr/sbin/sshd -D"], "absolute_sshd": True}),
+                                             {"mentions_sshd": True, "lines": ["command=/usr/sbin/sshd -D"],
+                                              "absolute_sshd": True}),
+    "/docker-entrypoint.sh": Fact("startup", "/docker-entrypoint.sh",
+                                  {"mentions_sshd": False, "lines": [], "absolute_sshd": False,
+                                   "runs_arguments": True}),
     "/lib/systemd/systemd": None,
 }
 
@@ -161,6 +165,10 @@ START_FILES: dict[str, Fact | str | None] = {
         (["/bin/sh", "/entrypoint.sh"], True, True),
         (["/usr/bin/supervisord", "-n"], True, True),
         (["/sbin/init"], True, True),
+        (["/docker-entrypoint.sh", "/usr/sbin/sshd", "-D"], True, True),
+        (["/bin/sh", "/docker-entrypoint.sh", "sshd", "-D"], True, False),
+        (["/docker-entrypoint.sh", "/bin/bash"], False, None),
+        (["/docker-entrypoint.sh"], False, None),
         (["/bin/bash"], False, None),
         (["/bin/zsh", "-c", "sshd"], False, None),
         ([], False, None),

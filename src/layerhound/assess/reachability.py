@@ -131,15 +131,21 @@ class StartAnalysis:
                 return Start(True, f"a shell command starts sshd: {script}", argv0_absolute=IMPLANT_ARGV0 in words)
             for word in words:
                 target = self._which(word) if "/" in word else None
-                if target and target in self.startup:
+                if target and self._starts_sshd(target):
                     return self._script(target, shown)
             return Start(False, f"the shell command does not start sshd: {script}")
-        if real is not None and real in self.startup:
-            return self._script(real, shown)
-        if name in SHELLS and len(argv) > 1:
-            script_path = self._which(argv[1])
-            if script_path is not None and script_path in self.startup:
-                return self._script(script_path, shown)
+        script_at = 0 if real is not None and real in self.startup else None
+        if script_at is None and name in SHELLS and len(argv) > 1:
+            candidate = self._which(argv[1])
+            if candidate is not None and candidate in self.startup:
+                real, script_at = candidate, 1
+        if real is not None and script_at is not None:
+            if self._starts_sshd(real):
+                return self._script(real, shown)
+            if self.startup[real].get("runs_arguments") and len(argv) > script_at + 1:
+                inner = self.analyse(argv[script_at + 1 :], depth + 1)
+                inner.how = f"{inner.how} (via {real}, which runs its arguments)"
+                return inner
         if name in ("systemd", "init") or (real or "").endswith("/systemd"):
             if real == S6_OVERLAY_INIT or program == S6_OVERLAY_INIT:
                 return self._supervised("s6-svscan", shown)
@@ -149,6 +155,9 @@ class StartAnalysis:
         if program == S6_OVERLAY_INIT:
             return self._supervised("s6-svscan", shown)
         return Start(False, f"the image's Entrypoint/Cmd does not start sshd: {shown}")
+
+    def _starts_sshd(self, path: str) -> bool:
+        return bool(self.startup.get(path, {}).get("mentions_sshd"))
 
     def _script(self, script: str, shown: str) -> Start:
         fact = self.startup[script]
@@ -163,7 +172,7 @@ class StartAnalysis:
     def _supervised(self, supervisor: str, shown: str) -> Start:
         dirs = SUPERVISORS[supervisor]
         for path, fact in sorted(self.startup.items()):
-            if path.startswith(dirs):
+            if path.startswith(dirs) and fact.get("mentions_sshd"):
                 return Start(
                     True,
                     f"{supervisor} starts sshd from {path} ({fact.get('lines', ['?'])[0]}); run by: {shown}",

@@ -28,6 +28,8 @@ SERVICE_DIRS = (
     "/etc/runit/",
 )
 SSHD_WORD = re.compile(rb"(?<![\w-])(?:[\w./-]*/)?sshd(?![\w-])")
+RUNS_ARGUMENTS = re.compile(rb'^(?:exec\s+)?(?:"\$@"|\$@)(?:\s|$)|\bexec\s+"\$@"')
+"""A line that runs the script's own arguments: `exec "$@"`, `"$@"`."""
 MAX_LINES = 5
 
 
@@ -35,31 +37,40 @@ class StartupFacts(Detector):
     """Notes every script or service definition that mentions sshd."""
 
     name = COLLECTOR
-    version = 1
+    version = 2
     max_size = 1024 * 1024
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         return head.startswith(b"#!") or entry.path.startswith(SERVICE_DIRS)
 
     def rule_tables(self) -> dict[str, Any]:
-        return {"dirs": list(SERVICE_DIRS), "pattern": SSHD_WORD.pattern.decode()}
+        return {
+            "dirs": list(SERVICE_DIRS),
+            "pattern": SSHD_WORD.pattern.decode(),
+            "runs_arguments": RUNS_ARGUMENTS.pattern.decode(),
+        }
 
     def inspect(self, entry: Entry, data: bytes) -> Iterable[Finding | Fact]:
-        if b"sshd" not in data:
-            return
         lines = []
-        for raw in data.splitlines():
-            line = raw.strip()
-            if line.startswith(b"#") or not SSHD_WORD.search(line):
-                continue
-            lines.append(line.decode("utf-8", "replace")[:200])
-        if lines:
+        runs_arguments = False
+        if b"sshd" in data or b"$@" in data:
+            for raw in data.splitlines():
+                line = raw.strip()
+                if line.startswith(b"#"):
+                    continue
+                if SSHD_WORD.search(line):
+                    lines.append(line.decode("utf-8", "replace")[:200])
+                runs_arguments = runs_arguments or bool(RUNS_ARGUMENTS.search(line))
+        # A docker-entrypoint.sh that ends in `exec "$@"` starts whatever Cmd says.
+        runs_arguments = runs_arguments and data.startswith(b"#!")
+        if lines or runs_arguments:
             yield Fact(
                 COLLECTOR,
                 entry.path,
                 {
-                    "mentions_sshd": True,
+                    "mentions_sshd": bool(lines),
                     "lines": lines[:MAX_LINES],
                     "absolute_sshd": any("/usr/sbin/sshd" in line for line in lines),
+                    "runs_arguments": runs_arguments,
                 },
             )
