@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from layerhound.detectors.apk import ApkDetector, parse_installed
-from layerhound.detectors.base import HEAD_SIZE
 from layerhound.model import Entry, EntryType, Fact, Finding, Indicates, Kind
+from tests.support.detect import run_detector
 
 INSTALLED = "/lib/apk/db/installed"
 DETECTOR = ApkDetector()
@@ -25,14 +25,7 @@ def stanza(name: str, version: str, origin: str | None = "xz", arch: str = "x86_
 
 
 def run(text: str, path: str = INSTALLED) -> tuple[list[Finding], list[Fact]]:
-    data = text.encode()
-    entry = Entry(path, EntryType.FILE, size=len(data))
-    assert DETECTOR.wants(entry, data[:HEAD_SIZE])
-    results = list(DETECTOR.inspect(entry, data))
-    findings = [r for r in results if isinstance(r, Finding)]
-    facts = [r for r in results if isinstance(r, Fact)]
-    assert len(findings) + len(facts) == len(results)
-    return findings, facts
+    return run_detector(DETECTOR, path, text.encode())
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from layerhound.detectors.base import HEAD_SIZE
 from layerhound.detectors.pacman import PacmanDetector, parse_desc
 from layerhound.model import Entry, EntryType, Fact, Finding, Indicates, Kind
+from tests.support.detect import run_detector
 
 DETECTOR = PacmanDetector()
 
@@ -37,14 +37,7 @@ def path_for(name: str, version: str) -> str:
 
 
 def run(text: str, path: str) -> tuple[list[Finding], list[Fact]]:
-    data = text.encode()
-    entry = Entry(path, EntryType.FILE, size=len(data))
-    assert DETECTOR.wants(entry, data[:HEAD_SIZE])
-    results = list(DETECTOR.inspect(entry, data))
-    findings = [r for r in results if isinstance(r, Finding)]
-    facts = [r for r in results if isinstance(r, Fact)]
-    assert len(findings) + len(facts) == len(results)
-    return findings, facts
+    return run_detector(DETECTOR, path, text.encode())
 
 
 @pytest.mark.parametrize(

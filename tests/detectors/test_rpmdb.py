@@ -24,6 +24,7 @@ from layerhound.detectors.rpm_header import RpmHeaderError, parse_header
 from layerhound.detectors.rpm_storage import RpmDatabaseError, header_blobs, sniff
 from layerhound.detectors.rpmdb import RpmDbDetector
 from layerhound.model import Entry, EntryType, Fact, Finding, Indicates, Kind
+from tests.support.detect import run_detector
 from tests.support.rpmdb import (
     Spec,
     build_rpms,
@@ -126,13 +127,7 @@ def rpmdbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Databases]:
 
 
 def inspect(path: str, data: bytes) -> tuple[list[Finding], list[Fact]]:
-    entry = Entry(path, EntryType.FILE, size=len(data))
-    assert DETECTOR.wants(entry, data[:HEAD_SIZE])
-    results = list(DETECTOR.inspect(entry, data))
-    findings = [r for r in results if isinstance(r, Finding)]
-    facts = [r for r in results if isinstance(r, Fact)]
-    assert len(findings) + len(facts) == len(results)
-    return findings, facts
+    return run_detector(DETECTOR, path, data)
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))

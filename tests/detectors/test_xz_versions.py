@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from layerhound.detectors.apk import ApkDetector
-from layerhound.detectors.base import HEAD_SIZE, Detector
+from layerhound.detectors.base import Detector
 from layerhound.detectors.dpkg import DpkgDetector
 from layerhound.detectors.pacman import PacmanDetector
 from layerhound.detectors.rpmdb import RpmDbDetector
@@ -37,7 +37,8 @@ from layerhound.detectors.xz_versions import (
     rpmvercmp,
     rule_table,
 )
-from layerhound.model import Entry, EntryType, Fact, Finding, Indicates, Kind
+from layerhound.model import Indicates, Kind
+from tests.support.detect import run_detector
 from tests.support.rpmdb import Spec, build_rpms, install_sqlite
 
 
@@ -336,16 +337,9 @@ def _cases(rpm_databases: dict[str, bytes]) -> Iterator[tuple[Detector, str, byt
     yield (RpmDbDetector(), "/var/lib/rpm/rpmdb.sqlite", rpm_databases["affected"], rpm_databases["clean"], "rpm")
 
 
-def _run(detector: Detector, path: str, data: bytes) -> tuple[list[Finding], list[Fact]]:
-    entry = Entry(path, EntryType.FILE, size=len(data))
-    assert detector.wants(entry, data[:HEAD_SIZE])
-    results = list(detector.inspect(entry, data))
-    return [r for r in results if isinstance(r, Finding)], [r for r in results if isinstance(r, Fact)]
-
-
 def test_every_package_detector_reports_alike(rpm_databases: dict[str, bytes]) -> None:
     for detector, path, affected, clean, database in _cases(rpm_databases):
-        findings, facts = _run(detector, path, affected)
+        findings, facts = run_detector(detector, path, affected)
         assert len(findings) == 1 and len(facts) == 1, database
         finding, fact = findings[0], facts[0]
         assert finding.rule == f"{database}-affected-version"
@@ -360,7 +354,7 @@ def test_every_package_detector_reports_alike(rpm_databases: dict[str, bytes]) -
         assert fact.data["injected_builds"] == finding.evidence["injected_builds"]
         assert fact.data["version"] == finding.evidence["version"]
 
-        findings, facts = _run(detector, path, clean)
+        findings, facts = run_detector(detector, path, clean)
         assert findings == [], database
         [fact] = facts
         assert fact.data["affected"] is False and fact.data["injected_builds"] is None
@@ -378,20 +372,20 @@ def test_dpkg_fact_for_every_installed_xz_package_only() -> None:
         "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9\n",
         "Package: liblzma-dev\nStatus: deinstall ok config-files\nSource: xz-utils\nVersion: 5.6.1-1\n",
     ])
-    findings, facts = _run(DpkgDetector(), "/var/lib/dpkg/status", text.encode())
+    findings, facts = run_detector(DpkgDetector(), "/var/lib/dpkg/status", text.encode())
     assert [f.evidence["package"] for f in findings] == ["liblzma5"]
     assert {f.data["package"]: f.data["affected"] for f in facts} == {"liblzma5": True, "xz-utils": False}
     assert all(f.collector == "packages" and f.data["database"] == "dpkg" for f in facts)
 
 
 def test_dpkg_fact_for_an_arm64_build_says_not_injected() -> None:
-    findings, facts = _run(DpkgDetector(), "/var/lib/dpkg/status", _dpkg("5.6.1-1", arch="arm64").encode())
+    findings, facts = run_detector(DpkgDetector(), "/var/lib/dpkg/status", _dpkg("5.6.1-1", arch="arm64").encode())
     assert findings[0].evidence["injected_builds"] is False
     assert facts[0].data["injected_builds"] is False and facts[0].data["arch"] == "arm64"
 
 
 def test_dpkg_fact_for_an_unparsable_version() -> None:
-    findings, facts = _run(DpkgDetector(), "/var/lib/dpkg/status", _dpkg("not a version!").encode())
+    findings, facts = run_detector(DpkgDetector(), "/var/lib/dpkg/status", _dpkg("not a version!").encode())
     assert findings == []
     assert facts[0].data["affected"] is False
 
@@ -399,7 +393,7 @@ def test_dpkg_fact_for_an_unparsable_version() -> None:
 def test_dpkg_facts_of_this_machine() -> None:
     """This machine's real status file: its xz packages are facts, none affected."""
     status = Path("/var/lib/dpkg/status")
-    findings, facts = _run(DpkgDetector(), str(status), status.read_bytes())
+    findings, facts = run_detector(DpkgDetector(), str(status), status.read_bytes())
     assert findings == []
     assert "liblzma5" in {f.data["package"] for f in facts}
     assert not any(f.data["affected"] for f in facts)
