@@ -38,7 +38,7 @@ from layerhound.registry.hub import ENV_HUB_API, HubClient, hub_api_url, parse_t
 from layerhound.registry.tags import TagInfo, list_tag_history, parse_repository
 from layerhound.report.tags import load_tags_schema
 from tests.registry.conftest import fast_options
-from tests.support.registry import LOOPBACK, free_port
+from tests.support.registry import LOOPBACK, BackgroundServer, free_port
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -93,7 +93,7 @@ DEBIAN = [  # in the Hub's own order (last_updated, newest first), 8 tags → pa
 TOOL = [_tag("v1", _digest(21), "2024-01-05T00:00:00Z", "2024-01-05T00:00:00Z", MULTI[:1])]
 
 
-class FakeHub:
+class FakeHub(BackgroundServer):
     """A fake of Docker Hub's tag API and, for ``HEAD``s, of its registry (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -110,17 +110,9 @@ class FakeHub:
         self.next_host: str | None = None
         """Write ``next`` URLs with this host instead (a hostile or broken API)."""
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((LOOPBACK, self.port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> FakeHub:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        server = ThreadingHTTPServer((LOOPBACK, self.port), self._handler())
+        server.daemon_threads = True
+        self._serve(server)
 
     def reset(self) -> None:
         with self._lock:

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -216,7 +216,25 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # dropped connections are part of the tests
 
 
-class TokenServer:
+class BackgroundServer:
+    """An HTTP server of the tests, serving on a daemon thread until ``stop``."""
+
+    _server: ThreadingHTTPServer
+
+    def _serve(self, server: ThreadingHTTPServer) -> None:
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class TokenServer(BackgroundServer):
     """A bearer-token service for distribution's ``auth: token:``.
 
     ``users`` may pull and push; anonymous callers get pull on ``public``
@@ -246,17 +264,9 @@ class TokenServer:
         self._lock = threading.Lock()
         self.port = free_port()
         self.url = f"https://{LOOPBACK}:{self.port}/token"
-        self._server = _QuietServer((LOOPBACK, self.port), self._handler())
-        self._server.socket = pki.server_context().wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> TokenServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        server = _QuietServer((LOOPBACK, self.port), self._handler())
+        server.socket = pki.server_context().wrap_socket(server.socket, server_side=True)
+        self._serve(server)
 
     def reset(self) -> None:
         with self._lock:
@@ -523,7 +533,7 @@ class Seen:
     at: float
 
 
-class OtherHost:
+class OtherHost(BackgroundServer):
     """A plain HTTP server on another loopback address, serving bytes it is given."""
 
     def __init__(self) -> None:
@@ -552,16 +562,7 @@ class OtherHost:
                 self.end_headers()
                 self.wfile.write(data or b"")
 
-        self._server = _QuietServer((OTHER_LOOPBACK, self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> OtherHost:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(_QuietServer((OTHER_LOOPBACK, self.port), Handler))
 
     def put(self, data: bytes) -> str:
         """Store bytes; return the URL they are served at (with a signature-like query)."""
@@ -573,7 +574,7 @@ class OtherHost:
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "upgrade"}
 
 
-class FaultProxy:
+class FaultProxy(BackgroundServer):
     """A counting, faulting reverse proxy (plain HTTP) in front of ``upstream``.
 
     Every request is recorded in ``seen``; ``add`` arms a ``Fault``. The
@@ -590,16 +591,7 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self._context = upstream.pki.client_context() if upstream.tls and upstream.pki else None
-        self._server = _QuietServer((LOOPBACK, self.port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(_QuietServer((LOOPBACK, self.port), self._handler()))
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
