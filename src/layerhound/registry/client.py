@@ -201,16 +201,9 @@ class RegistryClient:
         what = self._manifest_label(repository, reference)
         with self.slots:
             self.budget.check(str(url))
-            response = self._exchange(
-                "GET", url, scope=repository_scope(repository), headers={"Accept": ", ".join(MANIFEST_ACCEPT)},
-                what=what,
+            response, data = self._get_document(
+                url, repository_scope(repository), {"Accept": ", ".join(MANIFEST_ACCEPT)}, what
             )
-            try:
-                if response.status_code != 200:
-                    raise self._error(response, what, url)
-                data = self._read_limited(response, MAX_MANIFEST_SIZE, what, url)
-            finally:
-                response.close()
         media_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
         header = response.headers.get("docker-content-digest", "").strip()
         if by_digest:
@@ -281,13 +274,7 @@ class RegistryClient:
         while url is not None and len(seen) < MAX_TAG_PAGES:
             seen.add(str(url))
             with self.slots:
-                response = self._exchange("GET", url, scope=repository_scope(repository), headers={}, what=what)
-                try:
-                    if response.status_code != 200:
-                        raise self._error(response, what, url)
-                    data = self._read_limited(response, MAX_MANIFEST_SIZE, what, url)
-                finally:
-                    response.close()
+                response, data = self._get_document(url, repository_scope(repository), {}, what)
             try:
                 body = json.loads(data)
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -469,6 +456,22 @@ class RegistryClient:
             f"if it is a plain-HTTP registry, use --insecure-registry {host}",
             url=str(url),
         ) from None
+
+    def _get_document(
+        self, url: httpx.URL, scope: str, headers: dict[str, str], what: str
+    ) -> tuple[httpx.Response, bytes]:
+        """GET a small JSON document (manifest, tag page): 200 or a RegistryError.
+
+        The body is read within ``MAX_MANIFEST_SIZE`` and the response closed;
+        its headers stay readable for the caller (digest, Content-Type, Link).
+        """
+        response = self._exchange("GET", url, scope=scope, headers=headers, what=what)
+        try:
+            if response.status_code != 200:
+                raise self._error(response, what, url)
+            return response, self._read_limited(response, MAX_MANIFEST_SIZE, what, url)
+        finally:
+            response.close()
 
     def _read_limited(self, response: httpx.Response, limit: int, what: str, url: httpx.URL) -> bytes:
         length = response.headers.get("content-length", "")
