@@ -15,22 +15,17 @@ and prints the ratio with/without. Run: .venv/bin/python bench/structure_overhea
 from __future__ import annotations
 
 import hashlib
-import io
 import sys
-import tarfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-
-from isal import igzip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.layer_walk import blob_layer, build_blob
 from layerhound.detectors.base import Detector
 from layerhound.detectors.registry import ALL_DETECTORS
 from layerhound.detectors.structure import StructureDetector
-from layerhound.layers.layer import TarBlobLayer
 from layerhound.layers.walk import walk_layer
 from tests.support.debian import debootstrap_rootfs
 
@@ -38,20 +33,9 @@ ROUNDS = 3
 LIMIT = 1.5
 
 
-def build_blob(root: Path) -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        archive.add(str(root), arcname=".", recursive=True)
-    return igzip.compress(raw.getvalue(), compresslevel=1)
-
-
 def scan(blob: bytes, digest: str, detectors: Sequence[Detector]) -> float:
-    @contextmanager
-    def opener() -> Iterator[io.BytesIO]:
-        yield io.BytesIO(blob)
-
     start = time.perf_counter()
-    result = walk_layer(TarBlobLayer(digest, len(blob), "", opener), detectors)
+    result = walk_layer(blob_layer(blob, digest), detectors)
     elapsed = time.perf_counter() - start
     assert not result.findings, result.findings
     assert not result.stats.detector_errors, result.stats.detector_errors
