@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 
 from layerhound.cli import main
+from layerhound.detectors.registry import ALL_DETECTORS
 from layerhound.detectors.signatures import ByteSignatureDetector
 from layerhound.layers.layer import TarBlobLayer
 from layerhound.report.json_report import load_schema
@@ -127,8 +128,15 @@ def layer_digests(report: dict[str, Any]) -> set[str]:
 
 
 def stored(cache_dir: Path) -> list[tuple[str, str]]:
+    """(walk version, digest) of every layer whose walk is stored."""
     with sqlite3.connect(cache_dir / CACHE_FILE) as conn:
-        return sorted(conn.execute("SELECT rules, digest FROM layer_results"))
+        return sorted(conn.execute("SELECT walk, digest FROM layer_walks"))
+
+
+def stored_parts(cache_dir: Path) -> list[tuple[str, str]]:
+    """(digest, detector key) of every stored detector part."""
+    with sqlite3.connect(cache_dir / CACHE_FILE) as conn:
+        return sorted(conn.execute("SELECT digest, detector FROM layer_parts"))
 
 
 def test_rescan_of_a_cached_image_reads_no_layer_blob(
@@ -190,7 +198,7 @@ def test_no_cache_reads_every_blob_and_writes_nothing(
     assert not elsewhere.exists()
 
 
-def test_new_detector_version_reads_again_and_prunes_the_old_rows(
+def test_new_detector_version_reruns_only_that_detector_and_keeps_the_old_rows(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     small: tuple[Path, list[WrittenImage]],
@@ -200,17 +208,31 @@ def test_new_detector_version_reads_again_and_prunes_the_old_rows(
     layout, _ = small
     cache_dir = tmp_path / "cache"
     _, first = scan(capsys, "--cache-dir", str(cache_dir), f"oci:{layout}:implant")
-    [old] = {rules for rules, _ in stored(cache_dir)}
+    parts_before = stored_parts(cache_dir)
+    assert {key.split("@")[0] for _, key in parts_before} == {d.name for d in ALL_DETECTORS}
 
     monkeypatch.setattr(ByteSignatureDetector, "version", ByteSignatureDetector.version + 1)
+    asked: Counter[str] = Counter()
+    for detector in ALL_DETECTORS:
+        original = type(detector).wants
+
+        def counting(self: Any, entry: Any, head: bytes, _original: Any = original) -> bool:
+            asked[self.name] += 1
+            return bool(_original(self, entry, head))
+
+        monkeypatch.setattr(type(detector), "wants", counting)
     walked.clear()
     _, second = scan(capsys, "--cache-dir", str(cache_dir), f"oci:{layout}:implant")
-    assert cached_flags(second) == [[False, False]]
-    assert set(walked) == layer_digests(first)
+    assert set(walked) == layer_digests(first)  # each blob read again, for one detector
+    assert set(asked) == {ByteSignatureDetector.name}
     assert verdicts(second) == verdicts(first)
+    assert [i["findings"] for i in second["images"]] == [i["findings"] for i in first["images"]]
     assert second["tool"]["rules"] != first["tool"]["rules"]
-    [new] = {rules for rules, _ in stored(cache_dir)}
-    assert new != old and len(stored(cache_dir)) == 2
+    parts_after = stored_parts(cache_dir)
+    added = sorted(set(parts_after) - set(parts_before))
+    assert set(parts_before) <= set(parts_after)  # nothing deleted
+    assert [key.split(":")[0] for _, key in added] == [f"byte-signatures@{ByteSignatureDetector.version}"] * 2
+    assert len(stored(cache_dir)) == 2  # the walk parts were kept, not written again
 
     walked.clear()
     _, third = scan(capsys, "--cache-dir", str(cache_dir), f"oci:{layout}:implant")

@@ -23,13 +23,13 @@ from layerhound.errors import LayerhoundError, ReferenceError_, UsageError
 from layerhound.model import ImageResult, Verdict
 from layerhound.registry.credentials import DOCKER_HUB
 from layerhound.registry.hub import ENV_HUB_API
-from layerhound.registry.options import DEFAULT_CONCURRENCY, ENV_PASSWORD, ENV_USERNAME, RegistryOptions
+from layerhound.registry.session import RegistrySession
+from layerhound.registry.settings import DEFAULT_CONCURRENCY, ENV_PASSWORD, ENV_USERNAME, RegistrySettings
 from layerhound.registry.tags import date_window, parse_repository, tag_history
 from layerhound.report.json_report import render_json
 from layerhound.report.table import render_table
 from layerhound.report.tags import render_tags_json, render_tags_table
 from layerhound.scan import scan_references
-from layerhound.sources import using_registry_options
 from layerhound.sources.manifest import parse_platform
 from layerhound.sources.refs import parse_reference
 from layerhound.store.cache import open_cache
@@ -192,8 +192,8 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def registry_options(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RegistryOptions:
-    """``RegistryOptions`` from the command line and the environment (flags win)."""
+def registry_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RegistrySettings:
+    """``RegistrySettings`` from the command line and the environment (flags win)."""
     env = os.environ if environ is None else environ
     username = args.username or env.get(ENV_USERNAME) or None
     password: str | None = None
@@ -210,7 +210,7 @@ def registry_options(args: argparse.Namespace, environ: Mapping[str, str] | None
     config = args.registry_config.expanduser() if args.registry_config else None
     if config is not None and not config.is_file():
         raise UsageError(f"--registry-config: {config} is not a file")
-    return RegistryOptions(
+    return RegistrySettings(
         insecure_registries=frozenset(args.insecure_registry),
         username=username,
         password=password,
@@ -257,14 +257,16 @@ def run_scan(args: argparse.Namespace) -> int:
     cache = open_cache(
         args.cache_dir, enabled=not args.no_cache, warn=lambda m: print(f"layerhound: warning: {m}", file=sys.stderr)
     )
-    with registry_options(args) as options, using_registry_options(options):
+    with RegistrySession(registry_settings(args)) as session:
         if show_progress:
             from layerhound.report.progress import ProgressObserver
 
             with ProgressObserver() as progress:
-                results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, progress, cache))
+                results.extend(
+                    scan_references(args.references, ALL_DETECTORS, args.platform, progress, cache, session=session)
+                )
         else:
-            results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, None, cache))
+            results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, None, cache, session=session))
     if cache is not None:
         cache.close()
 
@@ -283,9 +285,9 @@ def run_tags(args: argparse.Namespace) -> int:
     if date_window(args.since, args.until).active and args.no_dates and registry != DOCKER_HUB:
         raise UsageError("--since/--until need dates: they cannot be combined with --no-dates")
     parse_platform(args.platform)
-    with registry_options(args) as options:
+    with RegistrySession(registry_settings(args)) as session:
         history = tag_history(
-            args.repository, options, args.since, args.until, args.globs, args.platform, dates=not args.no_dates
+            args.repository, session, args.since, args.until, args.globs, args.platform, dates=not args.no_dates
         )
     if args.format == OutputFormat.JSON.value:
         text = render_tags_json(history)

@@ -82,6 +82,9 @@ class Finding:
     in_final_fs: bool = True
     """Filled by the merged view: False when an upper layer deleted or replaced
     the file."""
+    detector: str = ""
+    """The detector that produced it (set by the layer walk; "" for findings of
+    the assessment itself). Stored results are keyed per detector by this."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +113,8 @@ class Fact:
     path: str
     data: dict[str, Any] = field(default_factory=dict)
     layer: str | None = None
+    detector: str = ""
+    """The detector that produced it (set by the layer walk)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"collector": self.collector, "path": self.path, "layer": self.layer, "data": self.data}
@@ -171,6 +176,9 @@ class LayerResult:
     digest: str | None
     size: int
     media_type: str = ""
+    diff_id: str | None = None
+    """The uncompressed tar's digest, verified or computed by the walk; the
+    image's chain of diff_ids is what lineage compares."""
     entries: list[Entry] = field(default_factory=list)
     whiteouts: list[str] = field(default_factory=list)
     """Absolute paths deleted from lower layers (from ``.wh.NAME`` markers)."""

@@ -5,7 +5,8 @@ becomes that image's ``error`` verdict; every other image goes on. Progress is
 reported to an observer so the core never draws on a terminal itself.
 
 With a ``LayerCache``, every layer of an image is looked up before any blob is
-opened; only the layers the cache lacks are walked, and each is stored as soon
+opened; only the layers the cache lacks are walked (a layer that lacks only
+some detectors' parts is walked with just those), and each is stored as soon
 as its walk (and so its digest check) has succeeded. The merged view and the
 verdict are always built afresh from the per-layer results.
 """
@@ -21,9 +22,11 @@ from layerhound.errors import ScanError
 from layerhound.layers.layer import Layer
 from layerhound.layers.walk import walk_layer
 from layerhound.model import ImageResult, LayerResult, Verdict
+from layerhound.registry.session import RegistrySession
 from layerhound.sources import open_images
 from layerhound.sources.base import Image, ManifestImage
-from layerhound.store.cache import LayerCache, cache_version
+from layerhound.store.cache import LayerCache
+from layerhound.store.layer_rows import StoredLayer
 
 
 class ScanObserver(Protocol):
@@ -79,12 +82,8 @@ def scan_image(
     observer: ScanObserver | None = None,
     *,
     cache: LayerCache | None = None,
-    version: str | None = None,
 ) -> ImageResult:
-    """Walk every layer of one image and assess it; never raises ``ScanError``.
-
-    ``version`` is ``cache_version(detectors)``, computed here when not given.
-    """
+    """Walk every layer of one image and assess it; never raises ``ScanError``."""
     observer = observer or SilentObserver()
     done: list[LayerResult] = []
     platform: str | None = None
@@ -95,17 +94,10 @@ def scan_image(
         config = image.config
         layers = image.layers
         observer.image_started(image.ref, platform, len(layers))
-        known: list[LayerResult | None] = [None] * len(layers)
-        if cache is not None:
-            version = version or cache_version(detectors)
-            known = cache.fetch(version, layers)
+        known: list[StoredLayer | None] = cache.lookup(layers, detectors) if cache is not None else [None] * len(layers)
         for index, (layer, hit) in enumerate(zip(layers, known, strict=True)):
             observer.layer_started(index, layer)
-            result = hit
-            if result is None:
-                result = walk_layer(layer, detectors)  # raises unless the blob was read whole and verified
-                if cache is not None and version is not None:
-                    cache.store(version, layer, result)
+            result = judge_layer(layer, detectors, hit, cache)
             done.append(result)
             observer.layer_finished(index, result)
         verdict = assess_image(image.ref, image.digest, platform, config, done)
@@ -123,22 +115,39 @@ def scan_image(
     return verdict
 
 
+def judge_layer(
+    layer: Layer, detectors: Sequence[Detector], stored: StoredLayer | None, cache: LayerCache | None
+) -> LayerResult:
+    """The layer's result from what is stored, walking it (with the missing detectors only) when needed.
+
+    Raises ``ScanError`` unless the blob was read whole and verified.
+    """
+    missing = stored.missing(detectors) if stored is not None else list(detectors)
+    if stored is not None and not missing:
+        return stored.result(layer, detectors)
+    fresh = walk_layer(layer, missing)
+    if cache is not None:
+        cache.store(layer, fresh, missing, with_walk=stored is None)
+    return fresh if stored is None else stored.with_fresh(fresh, detectors)
+
+
 def scan_references(
     references: Sequence[str],
     detectors: Sequence[Detector],
     platform: str = "all",
     observer: ScanObserver | None = None,
     cache: LayerCache | None = None,
+    *,
+    session: RegistrySession | None = None,
 ) -> Iterator[ImageResult]:
     """Yield one result per image (per platform) of every reference, in order.
 
     With a ``cache``, every image reuses the layers it holds and adds the ones
-    it had to read.
+    it had to read. Registry references are reached through ``session``.
     """
-    version = cache_version(detectors) if cache is not None else None
     for reference in references:
         try:
-            images = open_images(reference, platform)
+            images = open_images(reference, platform, session)
         except ScanError as exc:
             result = error_result(reference, exc)
             if observer is not None:
@@ -146,4 +155,4 @@ def scan_references(
             yield result
             continue
         for image in images:
-            yield scan_image(image, detectors, observer, cache=cache, version=version)
+            yield scan_image(image, detectors, observer, cache=cache)

@@ -18,8 +18,9 @@ import jsonschema
 import pytest
 
 from layerhound.cli import main
-from layerhound.registry.options import RegistryOptions
 from layerhound.registry.retry import RetryPolicy
+from layerhound.registry.session import RegistrySession
+from layerhound.registry.settings import RegistrySettings
 from layerhound.report.json_report import load_schema
 from tests.support.compile import IMPLANT_SIM, compile_shared
 from tests.support.imagewriter import (
@@ -193,12 +194,17 @@ def no_docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.02, max_delay=0.1, max_retry_after=5.0)
 
 
-def fast_options(*insecure: str, **overrides: Any) -> RegistryOptions:
-    """API options with short backoff, for tests that provoke retries."""
+def fast_settings(*insecure: str, **overrides: Any) -> RegistrySettings:
+    """Registry settings with short backoff, for tests that provoke retries."""
     overrides.setdefault("retry", FAST_RETRY)
     overrides.setdefault("environ", {})
     overrides.setdefault("config_path", Path("/nonexistent/layerhound-tests/config.json"))  # not the user's
-    return RegistryOptions(insecure_registries=frozenset(insecure), **overrides)
+    return RegistrySettings(insecure_registries=frozenset(insecure), **overrides)
+
+
+def fast_options(*insecure: str, **overrides: Any) -> RegistrySession:
+    """A registry session made with ``fast_settings``."""
+    return RegistrySession(fast_settings(*insecure, **overrides))
 
 
 def scan_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:

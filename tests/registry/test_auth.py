@@ -25,7 +25,7 @@ from layerhound.errors import RegistryError
 from layerhound.registry.auth import Challenge, parse_challenges
 from layerhound.registry.client import RegistryClient
 from layerhound.registry.credentials import Credentials, CredentialStore, normalize_host
-from layerhound.registry.options import RegistryOptions, split_port
+from layerhound.registry.settings import RegistrySettings, split_port
 from layerhound.sources import open_images
 from tests.registry.conftest import (
     PASSWORD,
@@ -249,7 +249,7 @@ def test_token_for_anonymous_pulls(
 def test_token_expiry(token_registry: RegistryServer, tokens: TokenServer, pki: Pki) -> None:
     now = [1000.0]
     options = fast_options(ca_file=pki.ca_cert, username=USER, password=PASSWORD)
-    client = RegistryClient(token_registry.host, options, clock=lambda: now[0])
+    client = RegistryClient(token_registry.host, options.settings, clock=lambda: now[0])
     with client:
         client.get_manifest("test/app", "gzip")
         client.get_manifest("test/app", "gzip")
@@ -334,7 +334,7 @@ def test_credentials_never_appear_in_errors_reports_or_logs(
 def test_credential_objects_hide_secrets(tmp_path: Path) -> None:
     creds = Credentials(USER, PASSWORD, source="test")
     assert PASSWORD not in repr(creds)
-    assert PASSWORD not in repr(RegistryOptions(username=USER, password=PASSWORD))
+    assert PASSWORD not in repr(RegistrySettings(username=USER, password=PASSWORD))
     store = CredentialStore(config_path=tmp_path / "config.json")
     (tmp_path / "config.json").write_text('{"auths": {"r.example": {"auth": "not base64!"}}}')
     with pytest.raises(RegistryError, match="is not base64"):
@@ -367,7 +367,7 @@ def test_host_names() -> None:
     assert normalize_host("http://R.example:5000/v2/") == "r.example:5000"
     assert split_port("[::1]:5000") == ("[::1]", 5000)
     assert split_port("r.example") == ("r.example", None)
-    options = RegistryOptions(insecure_registries=frozenset({"r.example", "s.example:5000"}))
+    options = RegistrySettings(insecure_registries=frozenset({"r.example", "s.example:5000"}))
     assert options.is_insecure("r.example:443") and options.is_insecure("r.example")
     assert options.is_insecure("s.example:5000") and not options.is_insecure("s.example:5001")
     assert not options.is_insecure("q.example")
@@ -419,7 +419,7 @@ def test_docker_hub_shape_with_an_in_process_fake(tmp_path: Path, monkeypatch: p
     encoded = base64.b64encode(b"hubuser:hubsecret").decode()
     config.write_text(json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": encoded}}}))
     options = fast_options(config_path=config, pull_reserve=3)
-    client = RegistryClient("docker.io", options, transport=httpx.MockTransport(handler), sleep=lambda _: None)
+    client = RegistryClient("docker.io", options.settings, transport=httpx.MockTransport(handler), sleep=lambda _: None)
     fetched = client.get_manifest("library/alpine", "3.19")
     assert fetched.media_type == "application/vnd.oci.image.manifest.v1+json"
     assert [s[:2] for s in seen] == [
@@ -439,7 +439,7 @@ def test_credentials_are_not_sent_to_a_plain_http_token_service() -> None:
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://auth.example/token"'})
 
     options = fast_options(username=USER, password=PASSWORD)
-    client = RegistryClient("r.example", options, transport=httpx.MockTransport(handler), sleep=lambda _: None)
+    client = RegistryClient("r.example", options.settings, transport=httpx.MockTransport(handler), sleep=lambda _: None)
     with pytest.raises(RegistryError, match="is not HTTPS; refusing to send credentials") as caught:
         client.get_manifest("a/b", "latest")
     assert PASSWORD not in str(caught.value)

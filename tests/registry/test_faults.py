@@ -26,20 +26,19 @@ from layerhound.detectors.registry import ALL_DETECTORS
 from layerhound.errors import DigestMismatch, RegistryError
 from layerhound.model import ImageResult
 from layerhound.registry.client import RegistryClient
-from layerhound.registry.options import RegistryOptions
 from layerhound.registry.ratelimit import PullBudget, parse_ratelimit
 from layerhound.registry.retry import RetryPolicy, parse_retry_after
+from layerhound.registry.session import RegistrySession
 from layerhound.scan import scan_references
-from layerhound.sources import open_images, using_registry_options
-from tests.registry.conftest import PASSWORD, USER, ImageSet, fast_options, scan_cli
+from layerhound.sources import open_images
+from tests.registry.conftest import PASSWORD, USER, ImageSet, fast_options, fast_settings, scan_cli
 from tests.support.registry import Fault, FaultProxy, OtherHost, Pki, RegistryServer
 
 DORMANT = "backdoored-dormant"
 
 
-def scan(ref: str, options: RegistryOptions) -> list[ImageResult]:
-    with using_registry_options(options):
-        return list(scan_references([ref], ALL_DETECTORS))
+def scan(ref: str, session: RegistrySession) -> list[ImageResult]:
+    return list(scan_references([ref], ALL_DETECTORS, session=session))
 
 
 def implant_layer(images: ImageSet) -> str:
@@ -215,8 +214,8 @@ class _Stream(httpx.SyncByteStream):
 
 
 def _mock_client(handler: httpx.MockTransport, **overrides: object) -> RegistryClient:
-    options = fast_options(**overrides)  # type: ignore[arg-type]
-    return RegistryClient("r.example", options, transport=handler, sleep=lambda _: None)
+    settings = fast_settings(**overrides)
+    return RegistryClient("r.example", settings, transport=handler, sleep=lambda _: None)
 
 
 def test_redirect_from_https_to_plain_http_is_refused() -> None:

@@ -337,7 +337,7 @@ def test_rate_limit_is_honoured(capsys: pytest.CaptureFixture[str], hub: FakeHub
 
 def test_next_page_on_another_host_is_refused(hub: FakeHub) -> None:
     hub.next_host = "127.0.0.2:1"
-    with fast_options(hub.host) as options, HubClient(options, hub.url) as client, \
+    with fast_options(hub.host) as options, HubClient(options.settings, hub.url) as client, \
             pytest.raises(RegistryError, match="the next page is on another host"):
         client.list_tags("library", "debian")
 
@@ -347,8 +347,8 @@ def test_hub_api_location(hub: FakeHub) -> None:
     assert hub_api_url({ENV_HUB_API: "http://127.0.0.1:9/"}) == "http://127.0.0.1:9/"
     options = fast_options(environ={ENV_HUB_API: hub.url})
     with pytest.raises(RegistryError, match=f"plain HTTP; declare it with --insecure-registry {hub.host}"):
-        HubClient(options)
-    with fast_options(hub.host, environ={ENV_HUB_API: hub.url}) as options, HubClient(options) as client:
+        HubClient(options.settings)
+    with fast_options(hub.host, environ={ENV_HUB_API: hub.url}) as options, HubClient(options.settings) as client:
         assert [t.name for t in client.list_tags("someuser", "tool")] == ["v1"]
     with fast_options(hub.host) as options:
         tags = list_tag_history("someuser/tool", options, hub_api=hub.url)
@@ -372,8 +372,10 @@ def test_hub_client_over_a_mock_transport() -> None:
         seen.append(str(request.url))
         return next(answers)
 
-    with fast_options() as options, HubClient(options, "https://hub.example", transport=httpx.MockTransport(handler),
-                                              sleep=lambda _: None) as client:
+    transport = httpx.MockTransport(handler)
+    with fast_options() as options, HubClient(
+        options.settings, "https://hub.example", transport=transport, sleep=lambda _: None
+    ) as client:
         tags = client.list_tags("a", "b")
     assert [(t.name, t.digest, t.images) for t in tags] == [("x", None, ()), ("y", None, ())]
     assert seen == ["https://hub.example/v2/namespaces/a/repositories/b/tags?page_size=100"] * 2 + [

@@ -25,6 +25,7 @@ from typing import BinaryIO
 import zstandard
 
 from layerhound.errors import BlobError, CorruptLayer, DigestMismatch, SourceError
+from layerhound.layers.ref import BlobSource, LayerRef
 from layerhound.layers.stream import (
     CHUNK,
     ISAL_ERROR,
@@ -108,6 +109,21 @@ class Layer(ABC):
     """Digest of the blob as distributed (compressed), None for host sources."""
     size: int
     media_type: str
+    diff_id: str | None = None
+    """Digest of the uncompressed tar that the image config names (None when
+    none does); verified while the members are read."""
+    compression: str = ""
+    """What the blob turned out to be compressed with, once read."""
+
+    @property
+    def ref(self) -> LayerRef | None:
+        """This layer as a value another process can reopen; None for host sources."""
+        return None
+
+    @property
+    def walked_diff_id(self) -> str | None:
+        """The diff_id known after a complete read: the verified one, else the one computed."""
+        return self.diff_id
 
     @abstractmethod
     def members(self) -> Iterator[Member]:
@@ -139,13 +155,26 @@ class TarBlobLayer(Layer):
         media_type: str,
         opener: BlobOpener,
         diff_id: str | None = None,
+        source: BlobSource | None = None,
     ) -> None:
         self.digest = digest
         self.size = size
         self.media_type = media_type
         self.diff_id = diff_id
+        self.source = source
         self._opener = opener
         self.compression = "unknown"
+        self._computed_diff_id: str | None = None
+
+    @property
+    def ref(self) -> LayerRef | None:
+        if self.source is None:
+            return None
+        return LayerRef(self.source, self.digest, self.diff_id, self.size, self.media_type)
+
+    @property
+    def walked_diff_id(self) -> str | None:
+        return self.diff_id or self._computed_diff_id
 
     def members(self) -> Iterator[Member]:
         label = f"layer {self.digest or '(no digest)'}"
@@ -172,6 +201,7 @@ class TarBlobLayer(Layer):
                 raise CorruptLayer(f"{label} is corrupt or truncated: {describe(exc)}") from exc
         if self.diff_id and tar_stream.hexdigest != self.diff_id:
             raise DigestMismatch(self.diff_id, tar_stream.hexdigest, f"{label} uncompressed (diff_id)")
+        self._computed_diff_id = tar_stream.hexdigest
 
 
 def _explain_by_digest(verifier: VerifyingReader) -> None:

@@ -35,7 +35,7 @@ from typing import Protocol
 from layerhound.detectors.base import HEAD_SIZE, Detector, is_elf
 from layerhound.layers import archives
 from layerhound.layers.archives import ARCHIVE_ERRORS, PEEK_SIZE, ArchiveLimit, Candidate, Scope
-from layerhound.layers.layer import Layer, TarBlobLayer, describe
+from layerhound.layers.layer import Layer, describe
 from layerhound.model import Entry, EntryType, Fact, Finding, LayerResult
 
 WHITEOUT_PREFIX = ".wh."
@@ -91,9 +91,30 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
         if entry.type is not EntryType.FILE or entry.size == 0:
             continue
         walk.judge(member, None, entry.path)
-    if isinstance(layer, TarBlobLayer):
-        stats.compression = layer.compression
+    stats.compression = layer.compression
+    result.diff_id = layer.walked_diff_id
+    put_in_order(result, detectors)
     return result
+
+
+def put_in_order(result: LayerResult, detectors: Sequence[Detector]) -> None:
+    """Sort findings and facts by file (layer order), then by detector.
+
+    That is the order a walk produces them in (an archive's findings aside),
+    made exact, so a result kept as per-detector parts (``store.parts``) and
+    merged back equals a fresh walk of the same blob.
+    """
+    position: dict[str, int] = {}
+    for index, entry in enumerate(result.entries):
+        position.setdefault(entry.path, index)
+    rank = {d.name: i for i, d in enumerate(detectors)}
+    last = len(position)
+
+    def key(item: Finding | Fact) -> tuple[int, int]:
+        return position.get(item.path, last), rank.get(item.detector, len(rank))
+
+    result.findings.sort(key=key)
+    result.facts.sort(key=key)
 
 
 class _LayerWalk:
@@ -140,7 +161,7 @@ class _LayerWalk:
                 stats.detector_errors.append(f"{detector.name}: {where}: {describe(exc)}")
                 continue
             for item in found:
-                self._keep(item, sha256, scope, name)
+                self._keep(dataclasses.replace(item, detector=detector.name), sha256, scope, name)
         if candidate is not None:
             child = (
                 archives.outer_scope(entry.path, sha256, candidate.format)

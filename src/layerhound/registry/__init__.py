@@ -4,15 +4,16 @@
 - ``auth``: challenges, basic and bearer tokens.
 - ``credentials``: flags/environment, Docker's config.json and credential helpers.
 - ``retry``: backoff and ``Retry-After``; ``ratelimit``: Docker Hub's pull budget, per-host slots.
-- ``options``: ``RegistryOptions``, the settings and the clients made with them.
+- ``settings``: ``RegistrySettings`` (frozen, picklable); ``session``: ``RegistrySession``, the clients made with them.
 
 ``layerhound.sources.registry`` turns this into ``Image``s.
 """
 
 from layerhound.registry.client import FetchedManifest, ManifestDescriptor, RegistryClient
 from layerhound.registry.credentials import Credentials, CredentialStore
-from layerhound.registry.options import RegistryOptions
 from layerhound.registry.retry import RetryPolicy
+from layerhound.registry.session import RegistrySession
+from layerhound.registry.settings import RegistrySettings
 
 __all__ = [
     "CredentialStore",
@@ -20,6 +21,7 @@ __all__ = [
     "FetchedManifest",
     "ManifestDescriptor",
     "RegistryClient",
-    "RegistryOptions",
+    "RegistrySession",
+    "RegistrySettings",
     "RetryPolicy",
 ]

@@ -33,7 +33,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 
@@ -43,9 +43,7 @@ from layerhound.registry.auth import Authenticator, repository_scope
 from layerhound.registry.credentials import DOCKER_HUB, Credentials
 from layerhound.registry.ratelimit import HostSlots, PullBudget
 from layerhound.registry.retry import RETRY_STATUSES, parse_retry_after
-
-if TYPE_CHECKING:
-    from layerhound.registry.options import RegistryOptions
+from layerhound.registry.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 _E = TypeVar("_E", bound=BaseException)
@@ -144,7 +142,7 @@ class RegistryClient:
     def __init__(
         self,
         registry: str,
-        options: RegistryOptions,
+        options: RegistrySettings,
         *,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,

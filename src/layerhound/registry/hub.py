@@ -38,8 +38,8 @@ import httpx
 from layerhound import __version__
 from layerhound.errors import RegistryError, redact_url
 from layerhound.registry.client import DIGEST_RE, MAX_TAG_PAGES, ssl_context, url_join
-from layerhound.registry.options import RegistryOptions
 from layerhound.registry.retry import RETRY_STATUSES, parse_retry_after
+from layerhound.registry.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class HubClient:
 
     def __init__(
         self,
-        options: RegistryOptions,
+        options: RegistrySettings,
         api: str | None = None,
         *,
         transport: httpx.BaseTransport | None = None,

@@ -44,7 +44,7 @@ from layerhound.errors import BlobError, DigestMismatch, ManifestError, Referenc
 from layerhound.registry.client import MAX_MANIFEST_SIZE, ManifestDescriptor, RegistryClient, digest_of
 from layerhound.registry.credentials import DOCKER_HUB
 from layerhound.registry.hub import HubClient, HubTag, parse_timestamp
-from layerhound.registry.options import RegistryOptions
+from layerhound.registry.session import RegistrySession
 from layerhound.sources.base import load_json, platform_of
 from layerhound.sources.manifest import (
     INDEX_TYPES,
@@ -205,7 +205,7 @@ def name_matches(name: str, globs: Sequence[str]) -> bool:
 
 def list_tag_history(
     repo_ref: str,
-    options: RegistryOptions,
+    session: RegistrySession,
     since: str | datetime.date | None = None,
     until: str | datetime.date | None = None,
     globs: Sequence[str] = (),
@@ -216,13 +216,13 @@ def list_tag_history(
 ) -> list[TagInfo]:
     """The tags of ``repo_ref`` that pass the filters (see ``tag_history``)."""
     return list(
-        tag_history(repo_ref, options, since, until, globs, platform, dates=dates, hub_api=hub_api).tags
+        tag_history(repo_ref, session, since, until, globs, platform, dates=dates, hub_api=hub_api).tags
     )
 
 
 def tag_history(
     repo_ref: str,
-    options: RegistryOptions,
+    session: RegistrySession,
     since: str | datetime.date | None = None,
     until: str | datetime.date | None = None,
     globs: Sequence[str] = (),
@@ -247,11 +247,11 @@ def tag_history(
         raise UsageError("--since/--until need dates: they cannot be combined with --no-dates")
     if registry == DOCKER_HUB:
         source: Source = "docker-hub-api"
-        listing = _from_hub(options, repository, globs, wanted, window, hub_api)
+        listing = _from_hub(session, repository, globs, wanted, window, hub_api)
         dates = True
     else:
         source = "registry"
-        listing = _from_registry(options.client(registry), repository, globs, wanted, dates, options, page_size)
+        listing = _from_registry(session.client(registry), repository, globs, wanted, dates, session, page_size)
 
     shown: list[TagInfo] = []
     problems: list[TagInfo] = []
@@ -367,11 +367,11 @@ def _unique(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _map(options: RegistryOptions, function: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
+def _map(session: RegistrySession, function: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
     """``function`` over ``items``, ``max_concurrency`` at a time; the first exception cancels the rest."""
     if len(items) <= 1:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(options.max_concurrency, len(items))) as pool:
+    with ThreadPoolExecutor(max_workers=min(session.settings.max_concurrency, len(items))) as pool:
         futures = [pool.submit(function, item) for item in items]
         try:
             return [future.result() for future in futures]
@@ -423,7 +423,7 @@ def _head(client: RegistryClient, repository: str, name: str) -> ManifestDescrip
 
 
 def _from_hub(
-    options: RegistryOptions,
+    session: RegistrySession,
     repository: str,
     globs: tuple[str, ...],
     wanted: PlatformFilter | None,
@@ -433,7 +433,7 @@ def _from_hub(
     namespace, _, name = repository.partition("/")
     if not name or "/" in name:
         raise UsageError(f"Docker Hub repositories are NAMESPACE/NAME, not {repository!r}")
-    with HubClient(options, api) as hub:
+    with HubClient(session.settings, api) as hub:
         found: list[HubTag] = hub.list_tags(namespace, name)
     distinct = {tag.name: tag for tag in reversed(found)}  # the first listing of a name wins
     ordered = [distinct[n] for n in _unique(t.name for t in found)]
@@ -449,8 +449,8 @@ def _from_hub(
     unresolved = [t.name for t in selected if t.digest is None and shown(t)]
     heads: dict[str, ManifestDescriptor | str] = {}
     if unresolved:
-        client = options.client(DOCKER_HUB)
-        heads = dict(zip(unresolved, _map(options, lambda n: _head(client, repository, n), unresolved), strict=True))
+        client = session.client(DOCKER_HUB)
+        heads = dict(zip(unresolved, _map(session, lambda n: _head(client, repository, n), unresolved), strict=True))
     raws: list[_Raw] = []
     for tag in selected:
         images = tuple(_Image(i.platform) for i in tag.images if i.platform is not None)
@@ -470,12 +470,12 @@ def _from_registry(
     globs: tuple[str, ...],
     wanted: PlatformFilter | None,
     dates: bool,
-    options: RegistryOptions,
+    session: RegistrySession,
     page_size: int | None,
 ) -> _Listing:
     names = _unique(client.list_tags(repository, page_size=page_size))
     selected = [n for n in names if name_matches(n, globs)]
-    heads = _map(options, lambda n: _head(client, repository, n), selected)
+    heads = _map(session, lambda n: _head(client, repository, n), selected)
     reader = _Reader(client, repository, wanted, dates)
 
     def describe(pair: tuple[str, ManifestDescriptor | str]) -> _Raw:
@@ -488,7 +488,7 @@ def _from_registry(
         document = reader.document(head.digest, 0)
         return _Raw(name, head.digest, document.media_type or media_type, document.images, error=document.error)
 
-    return _Listing(len(names), _map(options, describe, list(zip(selected, heads, strict=True))))
+    return _Listing(len(names), _map(session, describe, list(zip(selected, heads, strict=True))))
 
 
 class _Reader:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from layerhound.registry.options import RegistryOptions
+from layerhound.errors import SourceError
+from layerhound.registry.session import RegistrySession
 from layerhound.sources.base import BlobStore, Image, ManifestImage
 from layerhound.sources.docker_archive import open_docker_archive
 from layerhound.sources.host import open_file, open_rootfs
@@ -27,7 +28,7 @@ from layerhound.sources.refs import (
     Reference,
     parse_reference,
 )
-from layerhound.sources.registry import current_registry_options, open_registry, using_registry_options
+from layerhound.sources.registry import open_registry
 
 _OPENERS: dict[str, Callable[[Reference], list[Image]]] = {
     OCI: open_oci,
@@ -38,14 +39,13 @@ _OPENERS: dict[str, Callable[[Reference], list[Image]]] = {
 }
 
 
-def open_images(reference: str, platform: str = "all", registry: RegistryOptions | None = None) -> list[Image]:
+def open_images(reference: str, platform: str = "all", registry: RegistrySession | None = None) -> list[Image]:
     """Open a reference and return its images, filtered by platform.
 
     ``platform`` is ``all`` or ``OS/ARCH[/VARIANT]`` (a filter without a
-    variant matches every variant). ``registry`` says how to reach
-    registries (credentials, insecure hosts, concurrency); None uses the
-    options installed with ``using_registry_options``, else defaults from the
-    environment. Raises ``ReferenceError_`` for text that is not a reference,
+    variant matches every variant). ``registry`` is the session registry
+    references are reached with (credentials, insecure hosts, concurrency);
+    a registry reference without one is a ``SourceError``. Raises ``ReferenceError_`` for text that is not a reference,
     ``UsageError`` for a bad platform, ``SourceError`` (and subclasses, such
     as ``RegistryError``) when the source is missing, malformed or refuses,
     or no image matches.
@@ -56,10 +56,12 @@ def open_images(reference: str, platform: str = "all", registry: RegistryOptions
 
 
 def open_reference(
-    reference: Reference, platform: str = "all", registry: RegistryOptions | None = None
+    reference: Reference, platform: str = "all", registry: RegistrySession | None = None
 ) -> list[Image]:
     """``open_images`` for an already parsed reference."""
     if reference.transport == DOCKER:
+        if registry is None:
+            raise SourceError(f"{reference.original}: a registry reference needs a RegistrySession")
         images = open_registry(reference, platform, registry)
     else:
         images = _OPENERS[reference.transport](reference)
@@ -72,10 +74,8 @@ __all__ = [
     "Image",
     "ManifestImage",
     "Reference",
-    "RegistryOptions",
-    "current_registry_options",
+    "RegistrySession",
     "open_images",
     "open_reference",
     "parse_reference",
-    "using_registry_options",
 ]

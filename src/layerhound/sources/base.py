@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Protocol
 
 from layerhound.errors import BlobError, ManifestError
 from layerhound.layers.layer import Layer, TarBlobLayer
+from layerhound.layers.ref import BlobSource
 from layerhound.layers.stream import CHUNK, VerifyingReader
 
 MAX_JSON_BLOB = 16 * 1024 * 1024
@@ -32,6 +33,10 @@ class BlobStore(ABC):
 
         Raises ``BlobError`` when the blob does not exist.
         """
+
+    def source_of(self, digest: str) -> BlobSource | None:
+        """Where another process can open this blob again (None: nowhere, e.g. an in-memory store)."""
+        return None
 
     def read_verified(self, digest: str, what: str, limit: int = MAX_JSON_BLOB) -> bytes:
         """Read a small blob whole and check it against its digest."""
@@ -173,6 +178,7 @@ class ManifestImage(Image):
                     media_type=str(desc.get("mediaType") or ""),
                     opener=partial(self.store.open, digest),
                     diff_id=diff_id if isinstance(diff_id, str) else None,
+                    source=self.store.source_of(digest),
                 )
             )
         return layers

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 from layerhound.errors import BlobError, ManifestError, ScanError, SourceError
 from layerhound.layers.layer import Layer, TarBlobLayer
+from layerhound.layers.ref import BlobSource
 from layerhound.sources.base import BlobStore, Image, ManifestImage, load_json, platform_of
 from layerhound.sources.manifest import (
     DOCKER_LAYER,
@@ -246,4 +247,5 @@ class DockerArchiveImage(Image):
                 media_type=OCI_LAYER if named else DOCKER_LAYER,
                 opener=partial(self.archive.open, name),
                 diff_id=diff_id,
+                source=BlobSource("docker-archive", str(self.archive.path), member=name),
             )

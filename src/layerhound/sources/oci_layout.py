@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Literal, cast
 
 from layerhound.errors import BlobError, ManifestError, SourceError
 from layerhound.layers.layer import describe
+from layerhound.layers.ref import BlobKind, BlobSource
 from layerhound.layers.stream import sniff_compression
 from layerhound.sources.base import MAX_JSON_BLOB, BlobStore, Image, load_json
 from layerhound.sources.manifest import (
@@ -77,6 +78,9 @@ class DirectoryBlobStore(BlobStore):
             return (self.root / blob_path(digest)).is_file()
         except BlobError:
             return False
+
+    def source_of(self, digest: str) -> BlobSource:
+        return BlobSource("oci", str(self.root))
 
     def open(self, digest: str) -> AbstractContextManager[BinaryIO]:
         path = self.root / blob_path(digest)
@@ -200,6 +204,10 @@ class ArchiveBlobStore(BlobStore):
             return self.archive.has(blob_path(digest))
         except BlobError:
             return False
+
+    def source_of(self, digest: str) -> BlobSource:
+        kind: BlobKind = "oci-archive" if self.archive.transport == OCI_ARCHIVE else "docker-archive"
+        return BlobSource(kind, str(self.archive.path))
 
     def open(self, digest: str) -> AbstractContextManager[BinaryIO]:
         path = blob_path(digest)

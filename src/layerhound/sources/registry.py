@@ -11,10 +11,9 @@ other source.
 With ``--platform`` set, only the matching children of an index are fetched:
 on Docker Hub each manifest GET counts as a pull.
 
-Options (credentials, insecure hosts, concurrency) come from the
-``RegistryOptions`` passed in, else from the ones installed with
-``using_registry_options`` (the CLI does that), else from a process-wide
-default built from the environment.
+The ``RegistrySession`` (credentials, insecure hosts, concurrency, clients)
+is always passed in: there is no ambient default, so a worker process or a
+thread reaches registries exactly as its caller told it to.
 """
 
 from __future__ import annotations
@@ -22,14 +21,13 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from contextvars import ContextVar
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, BinaryIO
 
 from layerhound.errors import ManifestError, SourceError
+from layerhound.layers.ref import BlobSource
 from layerhound.registry.client import RegistryClient
-from layerhound.registry.options import RegistryOptions
+from layerhound.registry.session import RegistrySession
 from layerhound.sources.base import BlobStore, Image, load_json, platform_of
 from layerhound.sources.manifest import (
     INDEX_TYPES,
@@ -41,32 +39,6 @@ from layerhound.sources.manifest import (
     parse_platform,
 )
 from layerhound.sources.refs import Reference
-
-_current: ContextVar[RegistryOptions | None] = ContextVar("layerhound_registry_options", default=None)
-_default: RegistryOptions | None = None
-_default_lock = threading.Lock()
-
-
-@contextmanager
-def using_registry_options(options: RegistryOptions) -> Iterator[RegistryOptions]:
-    """Make ``options`` the ones ``open_images`` uses for registry references in this context."""
-    token = _current.set(options)
-    try:
-        yield options
-    finally:
-        _current.reset(token)
-
-
-def current_registry_options() -> RegistryOptions:
-    """The installed options, else the process-wide default (environment credentials, Docker config)."""
-    installed = _current.get()
-    if installed is not None:
-        return installed
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = RegistryOptions.from_environment()
-        return _default
 
 
 class RegistryBlobStore(BlobStore):
@@ -94,6 +66,9 @@ class RegistryBlobStore(BlobStore):
                 for child in children:
                     if isinstance(child, dict) and isinstance(child.get("digest"), str):
                         self._manifest_digests.add(child["digest"])
+
+    def source_of(self, digest: str) -> BlobSource:
+        return BlobSource("registry", self.client.registry, repository=self.repository)
 
     def is_manifest(self, digest: str) -> bool:
         with self._lock:
@@ -131,15 +106,14 @@ def check_media_type(doc: dict[str, Any], content_type: str, what: str) -> str:
     return ""
 
 
-def open_registry(reference: Reference, platform: str = "all", options: RegistryOptions | None = None) -> list[Image]:
+def open_registry(reference: Reference, platform: str, session: RegistrySession) -> list[Image]:
     """Images of a registry reference, one per platform of an index.
 
     The digest wins when a reference has both tag and digest (as in Docker).
     """
     if reference.registry is None or reference.repository is None:
         raise ManifestError(f"{reference.original}: not a registry reference")
-    options = options or current_registry_options()
-    client = options.client(reference.registry)
+    client = session.client(reference.registry)
     repository = reference.repository
     wanted = reference.digest or reference.tag or "latest"
     fetched = client.get_manifest(repository, wanted)

@@ -151,42 +151,66 @@ def layer_to_json(result: LayerResult) -> dict[str, Any]:
 
 def layer_from_json(value: Any) -> LayerResult:
     """Inverse of ``layer_to_json``; raises ``UndecodableResult``."""
-    try:
-        result: LayerResult = _decoder(LayerResult)(value)
-    except (TypeError, ValueError, AttributeError) as exc:  # a wrong shape deep inside
-        if isinstance(exc, UndecodableResult):
-            raise
-        raise UndecodableResult(str(exc)) from exc
+    result: LayerResult = decode(LayerResult, value)
     return result
 
 
-def dump_layer(result: LayerResult) -> str:
-    """``result`` as compact JSON text; raises ``UnstorableResult`` unless
-    ``load_layer`` gives back a result equal to it (``cached`` aside)."""
+def dump_value(value: Any) -> str:
+    """A model dataclass as compact JSON text; raises ``UnstorableResult`` unless
+    ``load_value`` gives back an equal value (``LayerResult.cached`` aside)."""
+    cls = type(value)
+    what = f"layer {value.digest}" if isinstance(value, LayerResult) else cls.__name__
     try:
-        text = json.dumps(layer_to_json(result), separators=(",", ":"), allow_nan=False)
+        text = json.dumps(_encode(value), separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise UnstorableResult(f"layer {result.digest}: {exc}") from exc
+        raise UnstorableResult(f"{what}: {exc}") from exc
+    expected = dataclasses.replace(value, cached=False) if isinstance(value, LayerResult) else value
     try:
-        same = load_layer(text) == dataclasses.replace(result, cached=False)
+        same = load_value(cls, text) == expected
     except UndecodableResult as exc:
-        raise UnstorableResult(f"layer {result.digest}: {exc}") from exc
+        raise UnstorableResult(f"{what}: {exc}") from exc
     if not same:
-        raise UnstorableResult(f"layer {result.digest}: does not survive JSON unchanged")
+        raise UnstorableResult(f"{what}: does not survive JSON unchanged")
     return text
 
 
-def load_layer(text: str | bytes) -> LayerResult:
-    """Parse ``dump_layer`` output; raises ``UndecodableResult``."""
+def load_value(cls: Any, text: str | bytes) -> Any:
+    """Parse ``dump_value`` output of type ``cls``; raises ``UndecodableResult``."""
     try:
         value = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UndecodableResult(f"not JSON: {exc}") from exc
-    return layer_from_json(value)
+    return decode(cls, value)
 
 
-def _model_classes() -> list[type]:
-    """``LayerResult`` and every dataclass reachable from its fields, in a fixed order."""
+def dump_layer(result: LayerResult) -> str:
+    """``result`` as compact JSON text (see ``dump_value``)."""
+    return dump_value(result)
+
+
+def load_layer(text: str | bytes) -> LayerResult:
+    """Parse ``dump_layer`` output; raises ``UndecodableResult``."""
+    result: LayerResult = load_value(LayerResult, text)
+    return result
+
+
+def encode(value: Any) -> Any:
+    """Any model value (dataclasses, enums, lists, dicts) as JSON-able data."""
+    return _encode(value)
+
+
+def decode(cls: Any, value: Any) -> Any:
+    """Check ``value`` against the type ``cls`` and build it; raises ``UndecodableResult``."""
+    try:
+        return _decoder(cls)(value)
+    except UndecodableResult:
+        raise
+    except (TypeError, ValueError, AttributeError) as exc:  # a wrong shape deep inside
+        raise UndecodableResult(str(exc)) from exc
+
+
+def _model_classes(root: type = LayerResult) -> list[type]:
+    """``root`` and every dataclass reachable from its fields, in a fixed order."""
     found: list[type] = []
 
     def visit(hint: Any) -> None:
@@ -199,16 +223,16 @@ def _model_classes() -> list[type]:
         for arg in typing.get_args(hint):
             visit(arg)
 
-    visit(LayerResult)
+    visit(root)
     return found
 
 
 @cache
-def schema_version() -> str:
-    """``s<FORMAT>-<hash>`` of every stored field's name and type."""
+def schema_version(root: type = LayerResult) -> str:
+    """``s<FORMAT>-<hash>`` of every stored field's name and type reachable from ``root``."""
     shape = [
         [cls.__name__, cls in _COMPACT, [[name, repr(hint)] for name, hint in _stored_fields(cls)]]
-        for cls in _model_classes()
+        for cls in _model_classes(root)
     ]
     digest = hashlib.sha256(json.dumps(shape, separators=(",", ":")).encode()).hexdigest()[:12]
     return f"s{FORMAT}-{digest}"

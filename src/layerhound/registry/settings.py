@@ -1,25 +1,21 @@
-"""``RegistryOptions``: how to talk to registries, and the clients made with it.
+"""``RegistrySettings``: how to talk to registries, as a plain value.
 
-One options object is one "session": it owns one ``RegistryClient`` per
-registry host, so tokens, connections and the per-host concurrency limit are
-shared by every reference scanned with it. Close it (or use it as a context
-manager) when done.
+Settings are frozen and picklable, so a crawl hands the same value to every
+worker process (or Dask worker), and each builds its own ``RegistrySession``
+from it (``layerhound.registry.session``): connections, tokens, pull budgets
+and per-host semaphores live there, never in a global.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from layerhound.registry.credentials import Credentials, CredentialStore, normalize_host
+from layerhound.registry.credentials import Credentials, CredentialStore
 from layerhound.registry.retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from layerhound.registry.client import RegistryClient
 
 ENV_USERNAME = "LAYERHOUND_REGISTRY_USERNAME"
 ENV_PASSWORD = "LAYERHOUND_REGISTRY_PASSWORD"
@@ -41,9 +37,9 @@ def split_port(host: str) -> tuple[str, int | None]:
     return host, None
 
 
-@dataclass(eq=False)
-class RegistryOptions:
-    """Settings for every registry a command talks to."""
+@dataclass(frozen=True, eq=False)
+class RegistrySettings:
+    """Settings for every registry a command talks to (frozen, picklable)."""
 
     insecure_registries: frozenset[str] = frozenset()
     """Hosts (``host`` or ``host:port``) reached over plain HTTP; all others need verified TLS."""
@@ -64,20 +60,20 @@ class RegistryOptions:
     environ: Mapping[str, str] | None = field(default=None, repr=False)
     """Environment for ``DOCKER_CONFIG`` lookups; None: ``os.environ``."""
 
-    _clients: dict[str, RegistryClient] = field(default_factory=dict, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         if (self.username is None) != (self.password is None):
             raise ValueError("a username needs a password and a password needs a username")
-        self.insecure_registries = frozenset(h.strip().lower() for h in self.insecure_registries if h.strip())
+        hosts = frozenset(h.strip().lower() for h in self.insecure_registries if h.strip())
+        object.__setattr__(self, "insecure_registries", hosts)
+        if self.environ is not None and not isinstance(self.environ, dict):
+            object.__setattr__(self, "environ", dict(self.environ))  # os.environ does not pickle
 
     @classmethod
     def from_environment(
         cls, environ: Mapping[str, str] | None = None, **overrides: object
-    ) -> RegistryOptions:
+    ) -> RegistrySettings:
         """Options with credentials from ``LAYERHOUND_REGISTRY_USERNAME``/``_PASSWORD`` when both are set."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {} if environ is None else {"environ": environ}
@@ -99,30 +95,6 @@ class RegistryOptions:
             explicit = Credentials(self.username, self.password, source="the command line or environment")
         return CredentialStore(explicit, self.config_path, self.environ)
 
-    def client(self, registry: str) -> RegistryClient:
-        """The shared client of one registry (``docker.io`` or ``host[:port]``)."""
-        from layerhound.registry.client import RegistryClient
-
-        key = normalize_host(registry)
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self._clients[key] = RegistryClient(key, self)
-            return client
-
-    def clients(self) -> Iterable[RegistryClient]:
-        with self._lock:
-            return list(self._clients.values())
-
-    def close(self) -> None:
-        """Close every client (connections); the options can still make new ones."""
-        with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            client.close()
-
-    def __enter__(self) -> RegistryOptions:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def replace(self, **changes: object) -> RegistrySettings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
