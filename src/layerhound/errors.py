@@ -7,6 +7,8 @@
         ├── SourceError             the source is missing or malformed
         │   ├── ManifestError       manifest/index/config unreadable or invalid
         │   └── RegistryError       a registry refused, failed or could not be reached
+        │       └── PullBudgetExhausted   Docker Hub's pull budget is down to the reserve
+        ├── InternalError           a bug of ours while scanning one image (please report)
         └── BlobError               a blob cannot be read
             ├── DigestMismatch      bytes do not match the digest that names them
             └── CorruptLayer        compression or tar stream is broken/truncated
@@ -14,6 +16,12 @@
 A ``ScanError`` fails only the image it belongs to; the other images of the
 same command go on. Other libraries' exceptions are translated at the boundary
 (``raise ... from``) so that no traceback reaches a user for bad input.
+
+Every ``ScanError`` has a ``kind`` (stable, for machines: "registry",
+"manifest", "digest-mismatch", …), an HTTP ``status`` when a registry
+answered, and ``retryable``: whether the same request may succeed later. A
+failed image keeps all three (``model.Failure``), so a crawl can tell "retry
+later" (rate limit, 5xx, dropped connection) from "gone" (404) or "broken".
 """
 
 from __future__ import annotations
@@ -36,13 +44,21 @@ class ReferenceError_(LayerhoundError):
 class ScanError(LayerhoundError):
     """One image could not be scanned."""
 
+    kind = "scan"
+    status: int | None = None
+    retryable = False
+
 
 class SourceError(ScanError):
     """The source (directory, archive, registry) is missing or malformed."""
 
+    kind = "source"
+
 
 class ManifestError(SourceError):
     """A manifest, index or config is unreadable or invalid."""
+
+    kind = "manifest"
 
 
 def redact_url(url: str) -> str:
@@ -77,6 +93,8 @@ class RegistryError(SourceError):
     credentials or query. The message never contains credentials.
     """
 
+    kind = "registry"
+
     def __init__(
         self,
         message: str,
@@ -91,12 +109,28 @@ class RegistryError(SourceError):
         self.url = redact_url(url) if url else None
 
 
+class PullBudgetExhausted(RegistryError):
+    """Docker Hub's pull budget is down to the reserve: stop pulling, resume later."""
+
+    kind = "rate-limit"
+
+
+class InternalError(ScanError):
+    """A bug of layerhound's met while scanning one image: that image fails, the run goes on."""
+
+    kind = "internal"
+
+
 class BlobError(ScanError):
     """A blob could not be read completely and correctly."""
+
+    kind = "blob"
 
 
 class DigestMismatch(BlobError):
     """A blob's bytes do not hash to the digest that names it."""
+
+    kind = "digest-mismatch"
 
     def __init__(self, expected: str, actual: str, what: str = "blob") -> None:
         super().__init__(f"{what} digest mismatch: expected {expected}, got {actual}")
@@ -106,3 +140,5 @@ class DigestMismatch(BlobError):
 
 class CorruptLayer(BlobError):
     """The compressed stream or the tar inside it is broken or truncated."""
+
+    kind = "corrupt-layer"

@@ -86,17 +86,6 @@ class Finding:
     """The detector that produced it (set by the layer walk; "" for findings of
     the assessment itself). Stored results are keyed per detector by this."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "kind": self.kind.value,
-            "indicates": self.indicates.value,
-            "path": self.path,
-            "layer": self.layer,
-            "in_final_fs": self.in_final_fs,
-            "sha256": self.sha256,
-            "evidence": self.evidence,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +105,6 @@ class Fact:
     detector: str = ""
     """The detector that produced it (set by the layer walk)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"collector": self.collector, "path": self.path, "layer": self.layer, "data": self.data}
 
 
 @dataclass(slots=True)
@@ -148,22 +135,6 @@ class LayerStats:
     """Archives not opened or not read to the end: over a bound, corrupt or
     unsupported, and members not judged (encrypted); never silent."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "entries": self.entries,
-            "files_read": self.files_read,
-            "elf_files": self.elf_files,
-            "bytes_uncompressed": self.bytes_uncompressed,
-            "compression": self.compression,
-            "skipped_oversize": self.skipped_oversize,
-            "detector_errors": self.detector_errors,
-            "archives": self.archives,
-            "archive_members": self.archive_members,
-            "archive_members_read": self.archive_members_read,
-            "archive_elf_files": self.archive_elf_files,
-            "archive_bytes": self.archive_bytes,
-            "archive_notes": self.archive_notes,
-        }
 
 
 @dataclass(slots=True)
@@ -208,6 +179,19 @@ class Verdict(str, enum.Enum):
         return -1 if self is Verdict.ERROR else len(order) - order.index(self)
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an image could not be judged, kept with its structure."""
+
+    kind: str
+    """``ScanError.kind``: registry, rate-limit, manifest, source, blob, digest-mismatch, corrupt-layer, internal…"""
+    message: str
+    status: int | None = None
+    """The HTTP status, when a registry answered."""
+    retryable: bool = False
+    """Whether the same request may succeed later (rate limit, 5xx, a dropped connection)."""
+
+
 @dataclass(slots=True)
 class ImageResult:
     """The verdict for one image (one platform of one reference)."""
@@ -220,4 +204,9 @@ class ImageResult:
     findings: list[Finding] = field(default_factory=list)
     layers: list[LayerResult] = field(default_factory=list)
     base: str | None = None
+    """The nearest infected image this one is built on (``registry/repository:tag@digest``), from lineage."""
     error: str | None = None
+    failure: Failure | None = None
+    """The structured form of ``error``."""
+    source: str | None = None
+    """Where the image was read from (``registry``, ``oci``, ``docker-archive``, …), when known."""

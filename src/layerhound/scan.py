@@ -18,10 +18,10 @@ from typing import Protocol
 
 from layerhound.assess.verdict import assess_image
 from layerhound.detectors.base import Detector
-from layerhound.errors import ScanError
+from layerhound.errors import InternalError, ScanError
 from layerhound.layers.layer import Layer
 from layerhound.layers.walk import walk_layer
-from layerhound.model import ImageResult, LayerResult, Verdict
+from layerhound.model import Failure, ImageResult, LayerResult, Verdict
 from layerhound.registry.session import RegistrySession
 from layerhound.sources import open_images
 from layerhound.sources.base import Image, ManifestImage
@@ -73,7 +73,18 @@ def error_result(
         reasons=[str(error)],
         layers=list(layers),
         error=str(error),
+        failure=failure_of(error),
     )
+
+
+def failure_of(error: ScanError) -> Failure:
+    """The structured form of an image's error."""
+    return Failure(kind=error.kind, message=str(error), status=error.status, retryable=error.retryable)
+
+
+def internal_error(ref: str, exc: Exception) -> InternalError:
+    """A bug, not a user mistake: one odd image must not end a registry-wide run."""
+    return InternalError(f"internal error while scanning {ref}: {type(exc).__name__}: {exc} (please report)")
 
 
 def scan_image(
@@ -106,11 +117,9 @@ def scan_image(
     except MemoryError:
         raise
     except Exception as exc:
-        # A bug, not a user mistake: one odd image must not end a registry-wide
-        # run. The image gets verdict "error" (exit 2) with the exception named,
+        # The image gets verdict "error" (exit 2) with the exception named,
         # and every other image is still scanned.
-        internal = ScanError(f"internal error while scanning {image.ref}: {type(exc).__name__}: {exc} (please report)")
-        verdict = error_result(image.ref, internal, image.digest, platform, done)
+        verdict = error_result(image.ref, internal_error(image.ref, exc), image.digest, platform, done)
     observer.image_finished(verdict)
     return verdict
 
@@ -150,6 +159,14 @@ def scan_references(
             images = open_images(reference, platform, session)
         except ScanError as exc:
             result = error_result(reference, exc)
+            if observer is not None:
+                observer.image_finished(result)
+            yield result
+            continue
+        except MemoryError:
+            raise
+        except Exception as exc:  # a bug inside a source: that reference's error, not the end of the run
+            result = error_result(reference, internal_error(reference, exc))
             if observer is not None:
                 observer.image_finished(result)
             yield result

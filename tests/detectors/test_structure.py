@@ -30,6 +30,7 @@ from layerhound.detectors.structure import EH_FRAME_GAP_MIN, RULE, StructureDete
 from layerhound.layers.layer import TarBlobLayer
 from layerhound.layers.walk import walk_layer
 from layerhound.model import Entry, EntryType, Finding, Indicates, Kind
+from layerhound.store.serialize import encode
 from tests.support.compile import (
     CPU_SUPPORTS_CTL,
     IMPLANT_SIM,
@@ -186,7 +187,7 @@ def test_evidence_is_json_serialisable(build_dir: Path) -> None:
     import json
 
     [finding] = scan(compile_shared(IMPLANT_SIM, build_dir, ldflags=[LD_LINUX_FLAG]).read_bytes())
-    assert json.loads(json.dumps(finding.to_json()))["evidence"]["flagged"] is True
+    assert json.loads(json.dumps(encode(finding)))["evidence"]["flagged"] is True
 
 
 def test_found_by_the_layer_engine_with_every_detector(build_dir: Path) -> None:

@@ -85,3 +85,45 @@ def test_an_unexpected_failure_fails_only_its_image(
     assert status == 2
     assert [i["verdict"] for i in report["images"]] == ["error", "clean"]
     assert "internal error" in report["images"][0]["error"] and "KeyError" in report["images"][0]["error"]
+
+
+def test_the_schema_names_every_field_the_model_encodes(layout: Path, tmp_path: Path) -> None:
+    """The JSON is derived from the model; the shipped schema must keep up with every field."""
+    import dataclasses
+
+    from layerhound.model import Failure, Finding, ImageResult
+    from layerhound.report.json_report import LAYER_SUMMARY
+
+    defs = load_schema()["$defs"]
+    assert {f.name for f in dataclasses.fields(ImageResult)} <= set(defs["image"]["properties"])
+    assert {f.name for f in dataclasses.fields(Finding)} <= set(defs["finding"]["properties"])
+    assert {f.name for f in dataclasses.fields(Failure)} == set(defs["failure"]["properties"])
+    assert set(LAYER_SUMMARY) <= set(defs["layer"]["properties"])
+
+
+def test_an_error_keeps_its_kind_status_and_retryability(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nothing-here"
+    status = main(["scan", "--format", "json", "--no-progress", f"oci:{missing}"])
+    report = json.loads(capsys.readouterr().out)
+    jsonschema.validate(report, load_schema())
+    [image] = report["images"]
+    assert status == 2
+    assert image["failure"] == {"kind": "source", "message": image["error"], "status": None, "retryable": False}
+
+
+def test_a_bug_inside_a_source_is_that_references_error(
+    layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import layerhound.scan
+
+    def broken(reference: str, platform: str, session: object) -> list[object]:
+        if "two" in reference:
+            raise KeyError("a bug of ours")
+        return real(reference, platform, session)  # type: ignore[arg-type]
+
+    real = layerhound.scan.open_images
+    monkeypatch.setattr(layerhound.scan, "open_images", broken)
+    results = list(scan_references([f"oci:{layout}:two", f"oci:{layout}"], ALL_DETECTORS))
+    assert [r.verdict.value for r in results] == ["error", "clean"]
+    assert results[0].failure is not None and results[0].failure.kind == "internal"
+    assert "KeyError" in (results[0].error or "")

@@ -140,9 +140,12 @@ TAR_ERRORS = (
     zlib.error,
     lzma.LZMAError,
     zstandard.ZstdError,
-    ValueError,
     OSError,
 )
+"""What a broken compressed stream or tar raises (OSError: gzip's and bz2's "not a
+valid stream"; a failing read of the blob itself is a ``BlobError`` before it gets
+here). Nothing broader: an error of ours must surface as an internal error, not
+be reported as a corrupt layer."""
 
 
 class TarBlobLayer(Layer):
@@ -227,7 +230,7 @@ def _tar_members(archive: tarfile.TarFile, tar_stream: HashingReader) -> Iterato
     last: tarfile.TarInfo | None = None
     while True:
         try:
-            info = archive.next()
+            info = _next_member(archive)
         except tarfile.ReadError:
             if last is not None:
                 data_end = last.offset_data + (last.size if last.isreg() else 0)
@@ -238,6 +241,15 @@ def _tar_members(archive: tarfile.TarFile, tar_stream: HashingReader) -> Iterato
             return
         last = info
         yield info
+
+
+def _next_member(archive: tarfile.TarFile) -> tarfile.TarInfo | None:
+    """``archive.next()``, with tarfile's ValueErrors on malformed headers (sparse
+    maps, numeric pax fields) as the ``ReadError`` they are."""
+    try:
+        return archive.next()
+    except ValueError as exc:
+        raise tarfile.ReadError(f"malformed tar header: {describe(exc)}") from exc
 
 
 MAX_TAR_METADATA = 1024 * 1024

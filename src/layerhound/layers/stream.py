@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast
 import zstandard
 from isal import igzip, igzip_lib
 
-from layerhound.errors import CorruptLayer, DigestMismatch
+from layerhound.errors import BlobError, CorruptLayer, DigestMismatch
 
 CHUNK = 1 << 20
 
@@ -74,7 +74,10 @@ class VerifyingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._raw.read(len(buffer))
+        try:
+            data = self._raw.read(len(buffer))
+        except OSError as exc:  # the source failed (disk, pipe), not the bytes
+            raise BlobError(f"cannot read {self._what}: {exc.strerror or exc}") from exc
         n = len(data)
         if n:
             buffer[:n] = data

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from layerhound.errors import RegistryError
+from layerhound.errors import PullBudgetExhausted
 
 _RATELIMIT_RE = re.compile(r"^\s*(\d+)(?:\s*;\s*w\s*=\s*(\d+))?")
 
@@ -58,13 +58,13 @@ class PullBudget:
             self.last = RateLimit(remaining[0], remaining[1], limit[0] if limit else None)
 
     def check(self, url: str | None = None) -> None:
-        """Raise ``RegistryError`` when the next pull would eat into the reserve."""
+        """Raise ``PullBudgetExhausted`` when the next pull would eat into the reserve."""
         with self._lock:
             last = self.last
         if last is None or last.remaining > self.reserve:
             return
         window = f" (window {last.window} s)" if last.window else ""
-        raise RegistryError(
+        raise PullBudgetExhausted(
             f"{self.host}: pull rate limit nearly used up: {last.remaining} pulls left{window}, "
             f"keeping a reserve of {self.reserve}; stopping instead of burning the quota — try again later",
             retryable=True,

@@ -1,7 +1,15 @@
-"""``--format json``: the ``layerhound.scan/v1`` document (schema in report/schema/)."""
+"""``--format json``: the ``layerhound.scan/v1`` document (schema in report/schema/).
+
+The document is the model itself, encoded by the same type-driven codec the
+store uses (``store.serialize.encode``): a field added to ``ImageResult``,
+``Finding``, ``Failure`` or ``LayerStats`` appears here without a change, and
+a test holds the shipped schema to every field. Layers are summarised
+(digest, diff_id, size, cache flag, stats), not listed file by file.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from importlib import resources
@@ -9,6 +17,10 @@ from typing import Any
 
 from layerhound import __version__
 from layerhound.model import ImageResult, LayerResult
+from layerhound.store.serialize import encode
+
+LAYER_SUMMARY = ("digest", "diff_id", "size", "cached", "media_type", "stats")
+"""The fields of a ``LayerResult`` a report shows (entries, findings and facts are the image's)."""
 
 SCHEMA_ID = "layerhound.scan/v1"
 
@@ -20,29 +32,17 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
-def _layer(layer: LayerResult) -> dict[str, Any]:
-    return {
-        "digest": layer.digest,
-        "size": layer.size,
-        "cached": layer.cached,
-        "media_type": layer.media_type,
-        "stats": layer.stats.to_json(),
-    }
+def layer_summary(layer: LayerResult) -> dict[str, Any]:
+    return {name: encode(getattr(layer, name)) for name in LAYER_SUMMARY}
 
 
 def image_document(result: ImageResult) -> dict[str, Any]:
-    """One entry of ``images``."""
-    return {
-        "ref": result.ref,
-        "digest": result.digest,
-        "platform": result.platform,
-        "verdict": result.verdict.value,
-        "reasons": result.reasons,
-        "findings": [f.to_json() for f in result.findings],
-        "layers": [_layer(layer) for layer in result.layers],
-        "base": result.base,
-        "error": result.error,
-    }
+    """One entry of ``images``: every field of the result, layers summarised."""
+    document: dict[str, Any] = {}
+    for field in dataclasses.fields(result):
+        value = getattr(result, field.name)
+        document[field.name] = [layer_summary(v) for v in value] if field.name == "layers" else encode(value)
+    return document
 
 
 def scan_document(results: Sequence[ImageResult], rules: str) -> dict[str, Any]:
