@@ -325,7 +325,9 @@ class _Blobs:
 
     def put(self, data: bytes) -> tuple[str, int]:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        blob_file(self.root, digest).write_bytes(data)
+        path = blob_file(self.root, digest)
+        if not (path.exists() and path.stat().st_size == len(data)):  # content-addressed: written once
+            path.write_bytes(data)
         return digest, len(data)
 
     def put_json(self, value: Any) -> tuple[str, int]:

@@ -510,12 +510,14 @@ FaultKind = Literal["status", "drop", "corrupt", "redirect", "headers", "delay"]
 
 @dataclass
 class Fault:
-    """What to do to requests matching ``method`` and ``path`` (a regex), ``times`` times (-1: always)."""
+    """What to do to requests matching ``method`` and ``path`` (a regex), ``times`` times (-1: always),
+    after letting the first ``after`` matching requests through untouched."""
 
     kind: FaultKind
     path: str
     method: str | None = "GET"
     times: int = 1
+    after: int = 0
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
@@ -623,6 +625,9 @@ class FaultProxy(BackgroundServer):
                 if fault.times == 0 or (fault.method and fault.method != method):
                     continue
                 if not re.search(fault.path, path):
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
                     continue
                 if fault.times > 0:
                     fault.times -= 1

@@ -58,6 +58,11 @@ from layerhound.sources.manifest import (
 from layerhound.sources.refs import DOCKER, TRANSPORTS, UNSUPPORTED_TRANSPORTS, parse_docker_name
 
 DateSource = Literal["pushed", "created"]
+KnownDigest = Callable[[str], "Sequence[tuple[str | None, datetime.datetime | None]] | None"]
+"""What a caller already knows of a tag's digest: its images' (platform, created), or None.
+
+A crawl passes its store here, so re-listing a repository fetches no manifest
+or config it has seen before (on Docker Hub a manifest GET is a pull)."""
 Source = Literal["docker-hub-api", "registry"]
 MAX_CONFIG_SIZE = MAX_MANIFEST_SIZE
 _T = TypeVar("_T")
@@ -231,6 +236,7 @@ def tag_history(
     dates: bool = True,
     hub_api: str | None = None,
     page_size: int | None = None,
+    known: KnownDigest | None = None,
 ) -> TagHistory:
     """Every tag of a repository (``docker://HOST/NAME`` or a Docker Hub name), filtered.
 
@@ -251,7 +257,9 @@ def tag_history(
         dates = True
     else:
         source = "registry"
-        listing = _from_registry(session.client(registry), repository, globs, wanted, dates, session, page_size)
+        listing = _from_registry(
+            session.client(registry), repository, globs, wanted, dates, session, page_size, known
+        )
 
     shown: list[TagInfo] = []
     problems: list[TagInfo] = []
@@ -472,11 +480,12 @@ def _from_registry(
     dates: bool,
     session: RegistrySession,
     page_size: int | None,
+    known: KnownDigest | None = None,
 ) -> _Listing:
     names = _unique(client.list_tags(repository, page_size=page_size))
     selected = [n for n in names if name_matches(n, globs)]
     heads = _map(session, lambda n: _head(client, repository, n), selected)
-    reader = _Reader(client, repository, wanted, dates)
+    reader = _Reader(client, repository, wanted, dates, known)
 
     def describe(pair: tuple[str, ManifestDescriptor | str]) -> _Raw:
         name, head = pair
@@ -494,7 +503,15 @@ def _from_registry(
 class _Reader:
     """Manifests, indexes and configs of one repository, each digest fetched once."""
 
-    def __init__(self, client: RegistryClient, repository: str, wanted: PlatformFilter | None, dates: bool) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        wanted: PlatformFilter | None,
+        dates: bool,
+        known: KnownDigest | None = None,
+    ) -> None:
+        self.known = known
         self.client = client
         self.repository = repository
         self.wanted = wanted
@@ -503,6 +520,11 @@ class _Reader:
         self._configs: _Once[dict[str, Any]] = _Once()
 
     def document(self, digest: str, depth: int) -> _Document:
+        described = self.known(digest) if self.known is not None and depth == 0 else None
+        if described:
+            images = tuple(_Image(platform, created) for platform, created in described)
+            return _Document(None, tuple(i for i in images if self.wanted is None or i.platform is None
+                                         or self.wanted.matches(i.platform)))
         return self._documents.get(digest, lambda: self._read(digest, depth))
 
     def _read(self, digest: str, depth: int) -> _Document:

@@ -74,6 +74,11 @@ class Image(ABC):
             return None
 
     @property
+    def config_digest(self) -> str | None:
+        """The digest of the config blob, when the source has one."""
+        return None
+
+    @property
     @abstractmethod
     def config(self) -> dict[str, Any]:
         """The image config JSON ({} when the source has none). May raise ScanError."""
@@ -139,6 +144,12 @@ class ManifestImage(Image):
     @property
     def platform(self) -> str | None:
         return self._platform_hint or super().platform
+
+    @property
+    def config_digest(self) -> str | None:
+        descriptor = self.manifest.get("config")
+        digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+        return digest if isinstance(digest, str) else None
 
     @cached_property
     def config(self) -> dict[str, Any]:

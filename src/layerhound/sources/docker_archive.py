@@ -214,6 +214,10 @@ class DockerArchiveImage(Image):
         self.config_name = config_name
         self.layer_names = layer_names
 
+    @property
+    def config_digest(self) -> str | None:
+        return self.digest
+
     @cached_property
     def config(self) -> dict[str, Any]:
         assert self.digest is not None

@@ -27,7 +27,6 @@ and replaced when the cache is opened.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
@@ -43,13 +42,12 @@ from layerhound.detectors.base import Detector
 from layerhound.errors import LayerhoundError
 from layerhound.layers.layer import Layer
 from layerhound.model import LayerResult
+from layerhound.store.configs import get_config, put_config
 from layerhound.store.db import Database
 from layerhound.store.layer_rows import LayerRows, StoredLayer
 from layerhound.store.schema import migrate
 
 CACHE_FILE = "layers.sqlite3"
-MAX_CONFIG = 1024 * 1024
-"""Image configs larger than this are not kept (they are read from the source)."""
 
 
 class CacheError(LayerhoundError):
@@ -59,11 +57,6 @@ class CacheError(LayerhoundError):
 def default_cache_dir() -> Path:
     """The user's cache directory for layerhound (``~/.cache/layerhound`` on Linux)."""
     return Path(platformdirs.user_cache_dir("layerhound"))
-
-
-def _matches(digest: str, data: bytes) -> bool:
-    algo, _, expected = digest.partition(":")
-    return algo in ("sha256", "sha512") and hashlib.new(algo, data).hexdigest() == expected
 
 
 class LayerCache:
@@ -175,30 +168,15 @@ class LayerCache:
     # -- image configs -------------------------------------------------------
 
     def get_blob(self, digest: str) -> bytes | None:
-        """A stored image config, only if its bytes still hash to ``digest``.
-
-        Configs are content-addressed and immutable, so they need no rules
-        version: with them kept too, re-scanning a fully cached image from a
-        registry downloads no blob at all (only its manifest, which a tag may
-        move).
-        """
+        """A stored image config (``store.configs``), None when absent or altered."""
         with self._db("read") as db:
-            row = db.one("SELECT value FROM configs WHERE digest = ?", (digest,)) if db else None
-        if row is None:
-            return None
-        data = bytes(row[0])
-        return data if _matches(digest, data) else None
+            return get_config(db, digest) if db is not None else None
 
     def put_blob(self, digest: str, data: bytes) -> None:
         """Keep a verified image config (small blobs only)."""
-        if len(data) > MAX_CONFIG or not _matches(digest, data):
-            return
         with self._db("write") as db:
             if db is not None:
-                db.execute(
-                    "INSERT INTO configs (digest, stored_at, value) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
-                    (digest, int(time.time()), data),
-                )
+                put_config(db, digest, data)
 
     # -- lifetime ------------------------------------------------------------
 

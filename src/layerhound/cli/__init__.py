@@ -1,0 +1,57 @@
+"""The ``layerhound`` command line.
+
+Exit status (DESIGN.md): 0 when nothing is at or above ``--fail-on``, 1 when
+something is, 2 for a usage error or an image that could not be scanned.
+``tags``: 0 when the list was printed (tags that could not be described
+completely are flagged, not fatal), 2 for a usage error or a registry failure.
+A user mistake prints one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from layerhound import __version__
+from layerhound.cli import advise, crawl, lineage, scan, tags
+from layerhound.cli.common import EXIT_ERROR, EXIT_FOUND, EXIT_OK, exit_status
+from layerhound.detectors.registry import rules_version
+from layerhound.errors import LayerhoundError, UsageError
+
+__all__ = ["EXIT_ERROR", "EXIT_FOUND", "EXIT_OK", "build_parser", "exit_status", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="layerhound",
+        description="Find the XZ Utils backdoor (CVE-2024-3094) in container images, from the bytes.",
+    )
+    parser.add_argument("--version", action="version", version=f"layerhound {__version__} (rules {rules_version()})")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for command in (scan, tags, crawl, lineage, advise):
+        command.add_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.run(args)
+        return status
+    except UsageError as exc:
+        print(f"layerhound: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except LayerhoundError as exc:
+        print(f"layerhound: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("layerhound: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

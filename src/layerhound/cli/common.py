@@ -1,0 +1,169 @@
+"""What every command shares: exit codes, --fail-on, registry options, output files."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from layerhound.errors import UsageError
+from layerhound.model import ImageResult, Verdict
+from layerhound.registry.settings import DEFAULT_CONCURRENCY, ENV_PASSWORD, ENV_USERNAME, RegistrySettings
+
+EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+
+
+class OutputFormat(str, enum.Enum):
+    TABLE = "table"
+    JSON = "json"
+
+
+FAIL_ON_ALIASES: dict[str, Verdict | None] = {
+    "reachable": Verdict.BACKDOORED_REACHABLE,
+    "backdoored": Verdict.BACKDOORED_DORMANT,
+    "dormant": Verdict.BACKDOORED_DORMANT,
+    "history": Verdict.BACKDOOR_IN_HISTORY,
+    "source": Verdict.SOURCE_ARTIFACTS,
+    "affected": Verdict.AFFECTED_VERSION_NOT_INJECTED,
+    "never": None,
+}
+FAIL_ON_ALIASES.update({v.value: v for v in Verdict if v not in (Verdict.CLEAN, Verdict.ERROR)})
+
+
+def fail_on_level(value: str) -> str:
+    if value not in FAIL_ON_ALIASES:
+        choices = ", ".join(FAIL_ON_ALIASES)
+        raise argparse.ArgumentTypeError(f"unknown level {value!r} (choose from {choices})")
+    return value
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
+    return number
+
+
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    """The options of commands that pull from registries."""
+    group = parser.add_argument_group(
+        "registries",
+        f"Credentials: --username with --password-stdin, else {ENV_USERNAME}/{ENV_PASSWORD}, "
+        "else Docker's config.json (auths, credsStore, credHelpers). TLS is always verified against the "
+        "system's CAs (or SSL_CERT_FILE/SSL_CERT_DIR), except for --insecure-registry hosts, reached over plain HTTP.",
+    )
+    group.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="reach HOST[:PORT] over plain HTTP (repeatable)",
+    )
+    group.add_argument("--username", metavar="USER", help="registry user name")
+    group.add_argument(
+        "--password-stdin", action="store_true", help="read the registry password (or token) from standard input"
+    )
+    group.add_argument(
+        "--registry-config",
+        type=Path,
+        metavar="PATH",
+        help="Docker config.json with credentials (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json)",
+    )
+    group.add_argument(
+        "--max-concurrency",
+        type=positive_int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"requests in flight at once per registry (default {DEFAULT_CONCURRENCY})",
+    )
+
+
+def registry_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RegistrySettings:
+    """``RegistrySettings`` from the command line and the environment (flags win)."""
+    env = os.environ if environ is None else environ
+    username = args.username or env.get(ENV_USERNAME) or None
+    password: str | None = None
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: nothing was read from standard input")
+    elif env.get(ENV_PASSWORD):
+        password = env[ENV_PASSWORD]
+    if username and password is None:
+        raise UsageError(f"a registry user name needs a password: use --password-stdin or {ENV_PASSWORD}")
+    if password is not None and not username:
+        raise UsageError(f"a registry password needs a user name: use --username or {ENV_USERNAME}")
+    config = args.registry_config.expanduser() if args.registry_config else None
+    if config is not None and not config.is_file():
+        raise UsageError(f"--registry-config: {config} is not a file")
+    return RegistrySettings(
+        insecure_registries=frozenset(args.insecure_registry),
+        username=username,
+        password=password,
+        config_path=config,
+        max_concurrency=args.max_concurrency,
+    )
+
+
+def exit_status(results: Sequence[ImageResult], fail_on: Verdict | None) -> int:
+    """Errors win over findings: a partial scan must not look like a clean one."""
+    if any(r.verdict is Verdict.ERROR for r in results):
+        return EXIT_ERROR
+    if fail_on is not None and any(r.verdict.rank >= fail_on.rank for r in results):
+        return EXIT_FOUND
+    return EXIT_OK
+
+
+def write_output(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    output = output.expanduser()
+    if not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: directory {output.parent} does not exist")
+    # Written beside the target and renamed, so a killed scan never leaves half a report.
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is not what a report file should have
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, output)
+
+
+
+
+def add_fail_on(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fail-on",
+        type=fail_on_level,
+        default="backdoored",
+        metavar="LEVEL",
+        help="exit 1 when any image is at or above LEVEL: reachable, backdoored (default), "
+        "history, source, affected, never (or a verdict name)",
+    )
+
+
+def use_color(output: Path | None) -> bool:
+    return output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def warn(message: str) -> None:
+    print(f"layerhound: warning: {message}", file=sys.stderr)
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="the results store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+        "(default: results.sqlite3 in the user's data directory, ~/.local/share/layerhound on Linux)",
+    )

@@ -1,0 +1,84 @@
+"""``layerhound scan REF…``: judge images and print a verdict for each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from layerhound.cli.common import (
+    FAIL_ON_ALIASES,
+    OutputFormat,
+    add_fail_on,
+    add_registry_options,
+    exit_status,
+    registry_settings,
+    use_color,
+    warn,
+    write_output,
+)
+from layerhound.detectors.registry import ALL_DETECTORS, rules_version
+from layerhound.errors import ReferenceError_, UsageError
+from layerhound.model import ImageResult
+from layerhound.registry.session import RegistrySession
+from layerhound.report.json_report import render_json
+from layerhound.report.table import render_table
+from layerhound.scan import scan_references
+from layerhound.sources.refs import parse_reference
+from layerhound.store.cache import open_cache
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="scan images and print a verdict for each",
+        description="Scan images for CVE-2024-3094. References: docker://HOST/REPO[:TAG|@DIGEST], "
+        "REPO[:TAG] (Docker Hub), oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF], "
+        "rootfs:DIR, file:PATH.",
+    )
+    scan.add_argument("references", nargs="+", metavar="REF", help="image reference(s)")
+    scan.add_argument("--format", choices=[f.value for f in OutputFormat], default="table")
+    scan.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
+    scan.add_argument("--platform", default="all", help="'all' (default) or OS/ARCH[/VARIANT] of an index")
+    add_fail_on(scan)
+    scan.add_argument("--no-progress", action="store_true", help="never draw a progress display")
+    scan.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep per-layer results in DIR/layers.sqlite3 (default: the user's cache directory, "
+        "~/.cache/layerhound on Linux)",
+    )
+    scan.add_argument("--no-cache", action="store_true", help="neither read nor write the layer cache")
+    add_registry_options(scan)
+    scan.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for reference in args.references:
+        try:
+            parse_reference(reference)
+        except ReferenceError_ as exc:
+            raise UsageError(str(exc)) from exc
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    results: list[ImageResult] = []
+    cache = open_cache(args.cache_dir, enabled=not args.no_cache, warn=warn)
+    with RegistrySession(registry_settings(args)) as session:
+        if show_progress:
+            from layerhound.report.progress import ProgressObserver
+
+            with ProgressObserver() as progress:
+                results.extend(
+                    scan_references(args.references, ALL_DETECTORS, args.platform, progress, cache, session=session)
+                )
+        else:
+            results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, None, cache, session=session))
+    if cache is not None:
+        cache.close()
+
+    if args.format == OutputFormat.JSON.value:
+        text = render_json(results, rules_version())
+    else:
+        text = render_table(results, color=use_color(args.output))
+    write_output(text, args.output)
+    return exit_status(results, FAIL_ON_ALIASES[args.fail_on])

@@ -1,0 +1,597 @@
+"""The crawl's coordinator: plan, hand out layers, assess images, record everything.
+
+1. **Plan.** Each repository's tags are listed as ``layerhound tags`` lists
+   them (the Hub API with push dates on Docker Hub, ``tags/list`` and config
+   dates elsewhere), filtered by window, glob and platform; every (tag, digest)
+   is recorded, so a tag that moved keeps its old digests. Single references
+   are resolved with ``HEAD``.
+2. **Skip what is known.** A digest whose images all have a verdict at the
+   current rules version is not fetched again (not even its manifest: on
+   Docker Hub that is a pull).
+3. **Layers once.** Every image's layers are looked up in the store first;
+   each layer that is missing (or lacks some detectors' parts) is handed to the
+   executor exactly once per crawl, however many images share it, as a
+   ``LayerRef`` a worker reopens itself. Results are stored as they arrive.
+4. **Assess.** When the last layer of an image is in, the coordinator builds
+   the merged view and the verdict and stores it with its findings (one
+   transaction). A layer that fails fails every image that needs it, with the
+   layer's structured failure.
+5. **Lineage.** Every judged image learns its nearest infected ancestor.
+
+Only the coordinator writes to the store and fetches manifests, so the Docker
+Hub pull budget (``PullBudget``) is the coordinator's to respect: when it
+runs out, the crawl stops cleanly (status ``stopped``) and the same command
+later continues where it stopped. A crawl killed at any moment loses no stored
+result: every write is one transaction, and every write is idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from layerhound import __version__
+from layerhound.assess.verdict import assess_image
+from layerhound.crawl.executor import Executor, TaskFuture
+from layerhound.crawl.targets import Target
+from layerhound.crawl.worker import LayerOutcome, judge_layer_task
+from layerhound.detectors.base import Detector
+from layerhound.detectors.registry import ALL_DETECTORS, rules_version
+from layerhound.errors import PullBudgetExhausted, RegistryError, ScanError
+from layerhound.layers.layer import Layer
+from layerhound.layers.walk import walk_layer, walk_version
+from layerhound.lineage.graph import Lineage
+from layerhound.model import Failure, ImageResult, LayerResult, Verdict
+from layerhound.registry.hub import parse_timestamp
+from layerhound.registry.session import RegistrySession
+from layerhound.registry.tags import tag_history
+from layerhound.scan import error_result, failure_of, internal_error
+from layerhound.sources import open_images
+from layerhound.sources.base import Image, ManifestImage
+from layerhound.store.results import ImageRow, ResultStore
+
+DECODED_LAYERS = 64
+"""Layer results kept decoded in memory for the images still to assess (shared bases)."""
+
+
+def verdict_version(detectors: Sequence[Detector] = ALL_DETECTORS) -> str:
+    """What a stored verdict depends on: the detectors' rules and the walk."""
+    return f"{rules_version(detectors)}+{walk_version()}"
+
+
+class CrawlObserver(Protocol):
+    """Progress of a crawl; the core never draws on a terminal itself."""
+
+    def planned(self, repository: str, tags: int) -> None: ...
+
+    def layer_queued(self, size: int) -> None: ...
+
+    def layer_finished(self, outcome: LayerOutcome, size: int) -> None: ...
+
+    def image_finished(self, result: ImageResult, skipped: bool) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+class SilentCrawlObserver:
+    def planned(self, repository: str, tags: int) -> None:
+        pass
+
+    def layer_queued(self, size: int) -> None:
+        pass
+
+    def layer_finished(self, outcome: LayerOutcome, size: int) -> None:
+        pass
+
+    def image_finished(self, result: ImageResult, skipped: bool) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class CrawlCounts:
+    repositories: int = 0
+    tags: int = 0
+    images: int = 0
+    images_skipped: int = 0
+    """Already judged at the current rules version: nothing fetched."""
+    layers_walked: int = 0
+    layers_stored: int = 0
+    """Found in the store already (no blob downloaded)."""
+    bytes_walked: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass
+class CrawlSummary:
+    run: str
+    status: str
+    """``finished``, or ``stopped`` (the pull budget ran out; run again later to continue)."""
+    counts: CrawlCounts
+    results: list[ImageResult]
+    """Every image this crawl covered, as stored (including those judged by earlier runs)."""
+    stop_reason: str | None = None
+    workloads: list[tuple[str, str, str, str, ImageResult]] = field(default_factory=list)
+    """(namespace, pod, container, image reference, result) of every workload the crawl was given."""
+
+
+_Key = tuple[str, str | None]
+"""A layer task's identity: blob digest and the diff_id it must have."""
+
+
+@dataclass
+class _Unit:
+    """One thing to open: a tag's digest or a reference."""
+
+    label: str
+    reference: str
+    digest: str | None = None
+    """The tag's digest, when the registry told it."""
+
+
+@dataclass
+class _Pending:
+    image: Image
+    label: str
+    digest: str
+    platform: str | None
+    config: dict[str, Any]
+    layers: list[Layer]
+    waiting: set[_Key]
+
+
+class _StopCrawl(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Crawler:
+    """One crawl; see the module docstring. ``run`` does it all."""
+
+    def __init__(
+        self,
+        store: ResultStore,
+        session: RegistrySession,
+        executor: Executor,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        globs: Sequence[str] = (),
+        platform: str = "all",
+        detectors: Sequence[Detector] = ALL_DETECTORS,
+        observer: CrawlObserver | None = None,
+        hub_api: str | None = None,
+    ) -> None:
+        self.store = store
+        self.session = session
+        self.executor = executor
+        self.since, self.until, self.globs, self.platform = since, until, tuple(globs), platform
+        self.detectors = tuple(detectors)
+        self.rules = verdict_version(self.detectors)
+        self.observer = observer or SilentCrawlObserver()
+        self.hub_api = hub_api
+        self.counts = CrawlCounts()
+        self.covered: dict[str, str] = {}
+        """image digest → label, every image of this crawl, in order."""
+        self._inflight: dict[_Key, TaskFuture] = {}
+        self._layers: dict[_Key, Layer] = {}
+        """The layer of every task handed out and not yet finished."""
+        self._done: set[_Key] = set()
+        self._failed: dict[_Key, Failure] = {}
+        self._pending: list[_Pending] = []
+        self._decoded: OrderedDict[str, LayerResult] = OrderedDict()
+        self._errors: dict[str, ImageResult] = {}
+
+    # -- the whole crawl -----------------------------------------------------
+
+    def run(self, targets: Sequence[Target], args: dict[str, Any] | None = None) -> CrawlSummary:
+        run = self.store.begin_run(f"layerhound {__version__}", self.rules, args or {})
+        status, reason = "finished", None
+        try:
+            units = self._plan(targets)
+            for unit in units:
+                self._open(unit)
+                self._collect(timeout=0)
+            while self._inflight:
+                self._collect(timeout=None)
+        except _StopCrawl as stop:
+            status, reason = "stopped", stop.reason
+            self.observer.note(reason)
+            while self._inflight:  # what is already downloading is kept
+                self._collect(timeout=None)
+        except BaseException:
+            self.store.finish_run(run, "interrupted", self.counts.as_dict())
+            raise
+        self._apply_lineage()
+        self.store.finish_run(run, status, self.counts.as_dict())
+        results = [self.result(digest, label) for digest, label in self.covered.items()]
+        return CrawlSummary(run, status, self.counts, results, reason, self._workloads(targets))
+
+    # -- planning ------------------------------------------------------------
+
+    def observe_tags(self, target: Target) -> None:
+        """Record a repository's current tags and digests (no image is opened or judged)."""
+        self._plan([target])
+
+    def _plan(self, targets: Sequence[Target]) -> list[_Unit]:
+        units: list[_Unit] = []
+        seen: set[str] = set()
+        for target in targets:
+            if target.workload is not None:
+                w = target.workload
+                self.store.put_workload(w.namespace, w.pod, w.container, target.text)
+            for unit in self._units(target):
+                key = unit.digest or unit.reference
+                if key not in seen:
+                    seen.add(key)
+                    units.append(unit)
+        return units
+
+    def _units(self, target: Target) -> list[_Unit]:
+        name = target.name
+        if name is None or target.registry is None or target.repository is None:
+            return [_Unit(target.text, target.text)]
+        self.store.observe_repository(name, target.registry, target.repository)
+        if target.every_tag:
+            return self._tag_units(target, name)
+        reference = f"docker://{name}@{target.digest}" if target.digest else f"docker://{name}:{target.tag}"
+        label = f"{name}:{target.tag}" if target.tag else f"{name}@{target.digest}"
+        digest = target.digest
+        if digest is None and target.tag is not None:
+            try:
+                digest = self.session.client(target.registry).resolve(target.repository, target.tag).digest
+            except PullBudgetExhausted as exc:
+                raise _StopCrawl(self._budget_message(exc)) from None
+            except (RegistryError, ScanError) as exc:
+                self._record_error(label, label, exc)
+                return []
+            reference = f"docker://{name}@{digest}"
+        if target.tag is not None and digest is not None:
+            self.store.observe_tag(name, target.tag, digest, None, None)
+            self.counts.tags += 1
+        return [_Unit(label, reference, digest)]
+
+    def _tag_units(self, target: Target, name: str) -> list[_Unit]:
+        try:
+            history = tag_history(
+                f"docker://{name}", self.session, self.since, self.until, self.globs, self.platform,
+                hub_api=self.hub_api, known=self._known_digest,
+            )
+        except PullBudgetExhausted as exc:
+            raise _StopCrawl(self._budget_message(exc)) from None
+        except RegistryError as exc:
+            self._record_error(name, name, exc)
+            return []
+        self.counts.repositories += 1
+        self.observer.planned(name, len(history.tags))
+        units = []
+        for tag in history.tags:
+            label = f"{name}:{tag.name}"
+            if tag.digest is None:
+                self._record_error(label, label, ScanError(tag.error or f"{label}: no digest"))
+                continue
+            date = tag.date.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z") if tag.date else None
+            self.store.observe_tag(name, tag.name, tag.digest, date, tag.date_source)
+            self.counts.tags += 1
+            units.append(_Unit(label, f"docker://{name}@{tag.digest}", tag.digest))
+        return units
+
+    def _known_digest(self, digest: str) -> list[tuple[str | None, datetime.datetime | None]] | None:
+        """A digest whose images the store has: their platforms and build dates, nothing fetched."""
+        children = self.store.children(digest)
+        images = [self.store.image(image) for image, _ in children]
+        if not children or any(image is None for image in images):
+            return None
+        return [(image.platform, parse_timestamp(image.created)) for image in images if image is not None]
+
+    # -- opening images ------------------------------------------------------
+
+    def _open(self, unit: _Unit) -> None:
+        if unit.digest is not None:
+            children = self.store.children(unit.digest)
+            if children and all(self.store.judged(image, self.rules) for image, _ in children):
+                for child, _ in children:
+                    self._skip(child, unit.label)
+                return
+        try:
+            images = open_images(unit.reference, self.platform, self.session)
+            for opened in images:
+                if isinstance(opened, ManifestImage):
+                    opened.memo = self.store  # configs kept in the store: read once per crawl history
+        except PullBudgetExhausted as exc:
+            raise _StopCrawl(self._budget_message(exc)) from None
+        except ScanError as exc:
+            self._record_error(unit.digest or unit.reference, unit.label, exc)
+            return
+        except Exception as exc:  # a bug inside a source: this unit's error, the crawl goes on
+            self._record_error(unit.digest or unit.reference, unit.label, internal_error(unit.label, exc))
+            return
+        if unit.digest is not None:
+            self.store.put_children(unit.digest, [(i.digest or unit.digest, i.platform) for i in images])
+        for opened in images:
+            self._queue(opened, unit)
+
+    def _skip(self, image: str, label: str) -> None:
+        if image in self.covered:
+            return
+        self.covered[image] = label
+        self.counts.images_skipped += 1
+        self.observer.image_finished(self.result(image, label), skipped=True)
+
+    def _queue(self, image: Image, unit: _Unit) -> None:
+        digest = image.digest or unit.digest or unit.reference
+        if digest in self.covered:
+            return
+        if self.store.judged(digest, self.rules):
+            self._skip(digest, unit.label)
+            return
+        self.covered[digest] = unit.label
+        platform = None
+        try:
+            platform = image.platform
+            config = image.config
+            layers = image.layers
+        except PullBudgetExhausted as exc:
+            del self.covered[digest]
+            raise _StopCrawl(self._budget_message(exc)) from None
+        except ScanError as exc:
+            self._fail_image(digest, unit.label, platform, exc)
+            return
+        except Exception as exc:
+            self._fail_image(digest, unit.label, platform, internal_error(unit.label, exc))
+            return
+        self.counts.images += 1
+        created = config.get("created") if isinstance(config.get("created"), str) else None
+        self.store.put_image(
+            ImageRow(
+                digest=digest,
+                platform=platform,
+                config_digest=image.config_digest,
+                created=created,
+                diff_ids=tuple(layer.diff_id or layer.digest or "" for layer in layers),
+                layers=tuple(layer.digest or "" for layer in layers),
+                first_ref=unit.label,
+            )
+        )
+        pending = _Pending(image, unit.label, digest, platform, config, layers, set())
+        to_walk: list[tuple[Layer, tuple[str, str | None], list[Detector]]] = []
+        for layer, hit in zip(layers, self.store.layers.lookup(layers, self.detectors), strict=True):
+            if layer.digest:
+                self.store.put_layer(layer.digest, layer.diff_id, layer.size, layer.media_type)
+            key = (layer.digest or "", layer.diff_id)
+            missing = hit.missing(self.detectors) if hit is not None else list(self.detectors)
+            if not missing or key in self._done:
+                self.counts.layers_stored += not missing
+                continue
+            if key in self._failed:
+                failure = self._failed[key]
+                self._store_result(digest, error_result(unit.label, _Failed(failure), digest, platform), False)
+                return
+            pending.waiting.add(key)
+            if key not in self._inflight and all(key != k for _, k, _ in to_walk):
+                to_walk.append((layer, key, missing))
+        self._pending.append(pending)
+        for layer, key, missing in to_walk:
+            self._dispatch(layer, key, missing)
+        self._assess_ready()
+
+    def _dispatch(self, layer: Layer, key: tuple[str, str | None], missing: Sequence[Detector]) -> None:
+        names = tuple(d.name for d in missing)
+        self._layers[key] = layer
+        self.observer.layer_queued(layer.size)
+        ref = layer.ref
+        if ref is None:  # a host source: nothing to hand out, walk it here
+            self._finished(self._walk_here(layer, names))
+            return
+        self._inflight[key] = self.executor.submit(judge_layer_task, ref, self.session.settings, names)
+
+    def _walk_here(self, layer: Layer, names: tuple[str, ...]) -> LayerOutcome:
+        try:
+            result = walk_layer(layer, [d for d in self.detectors if d.name in names])
+        except ScanError as exc:
+            return LayerOutcome(layer.digest, layer.diff_id, names, failure=failure_of(exc))
+        return LayerOutcome(layer.digest, layer.diff_id, names, result=result)
+
+    # -- results -------------------------------------------------------------
+
+    def _collect(self, timeout: float | None) -> None:
+        if not self._inflight:
+            return
+        done = self.executor.wait(self._inflight.values(), timeout)
+        for key, future in list(self._inflight.items()):
+            if future in done:
+                del self._inflight[key]
+                self._finished(future.result())
+
+    def _finished(self, outcome: LayerOutcome) -> None:
+        key = (outcome.digest or "", outcome.diff_id)
+        layer = self._layers.pop(key)
+        self.observer.layer_finished(outcome, layer.size)
+        if outcome.failure is not None or outcome.result is None:
+            failure = outcome.failure or Failure("internal", f"layer {outcome.digest}: no result")
+            self._failed[key] = failure
+            for pending in [p for p in self._pending if key in p.waiting]:
+                self._pending.remove(pending)
+                error = error_result(pending.label, _Failed(failure), pending.digest, pending.platform)
+                self._store_result(pending.digest, error, skipped=False)
+            return
+        self.counts.layers_walked += 1
+        self.counts.bytes_walked += outcome.result.stats.bytes_uncompressed
+        ran = [d for d in self.detectors if d.name in outcome.detectors]
+        partial = len(ran) < len(self.detectors)
+        self.store.layers.store(layer, outcome.result, ran, with_walk=not partial)
+        self._done.add(key)
+        if not partial:
+            self._remember(key[0], outcome.result)
+        for pending in self._pending:
+            pending.waiting.discard(key)
+        self._assess_ready()
+
+    def _assess_ready(self) -> None:
+        ready = [p for p in self._pending if not p.waiting]
+        self._pending = [p for p in self._pending if p.waiting]
+        for pending in ready:
+            self._assess(pending)
+
+    def _assess(self, pending: _Pending) -> None:
+        try:
+            layers = self._layer_results(pending.layers)
+            result = assess_image(pending.label, pending.digest, pending.platform, pending.config, layers)
+        except ScanError as exc:
+            result = error_result(pending.label, exc, pending.digest, pending.platform)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            result = error_result(pending.label, internal_error(pending.label, exc), pending.digest, pending.platform)
+        self._store_result(pending.digest, result, skipped=False)
+
+    def _layer_results(self, layers: Sequence[Layer]) -> list[LayerResult]:
+        results: list[LayerResult | None] = [self._decoded.get(layer.digest or "") for layer in layers]
+        missing = [layer for layer, result in zip(layers, results, strict=True) if result is None]
+        if missing:
+            stored = self.store.layers.lookup(missing, self.detectors)
+            fetched = {}
+            for layer, hit in zip(missing, stored, strict=True):
+                if hit is None or hit.missing(self.detectors):
+                    raise ScanError(f"layer {layer.digest} was judged but its result is not in the store")
+                fetched[layer.digest or ""] = hit.result(layer, self.detectors)
+                self._remember(layer.digest or "", fetched[layer.digest or ""])
+            results = [r if r is not None else fetched[layer.digest or ""] for layer, r in zip(layers, results,
+                                                                                                strict=True)]
+        return [r for r in results if r is not None]
+
+    def _remember(self, digest: str, result: LayerResult) -> None:
+        self._decoded[digest] = result
+        self._decoded.move_to_end(digest)
+        while len(self._decoded) > DECODED_LAYERS:
+            self._decoded.popitem(last=False)
+
+    def _fail_image(self, digest: str, label: str, platform: str | None, error: ScanError) -> None:
+        self.counts.images += 1
+        self._store_result(digest, error_result(label, error, digest, platform), skipped=False)
+
+    def _record_error(self, key: str, label: str, error: ScanError) -> None:
+        """A target that could not even be opened (no image digest to file it under)."""
+        result = error_result(label, error)
+        self.counts.errors += 1
+        self._errors[key] = result
+        self.covered.setdefault(key, label)
+        self.observer.image_finished(result, skipped=False)
+
+    def _store_result(self, digest: str, result: ImageResult, skipped: bool) -> None:
+        if result.verdict is Verdict.ERROR:
+            self.counts.errors += 1
+        self.store.put_verdict(digest, self.rules, result)
+        self.observer.image_finished(result, skipped)
+
+    def _budget_message(self, exc: RegistryError) -> str:
+        return (
+            f"{exc}. The crawl stopped cleanly: everything judged so far is stored. Run the same command again "
+            "once the pull window has passed; it continues where it stopped (images already judged are not pulled)."
+        )
+
+    # -- lineage and results -------------------------------------------------
+
+    def _apply_lineage(self) -> None:
+        lineage = Lineage.from_store(self.store, self.rules)
+        with self.store.transaction():
+            for digest, node in lineage.nodes.items():
+                if node.verdict is None:
+                    continue
+                base = lineage.nearest_infected(digest)
+                document = base.base_document() if base is not None else None
+                if document != node.verdict.base:
+                    self.store.set_base(digest, self.rules, document)
+
+    def result(self, digest: str, label: str) -> ImageResult:
+        """The stored judgement of an image as an ``ImageResult`` (reasons include "built on …")."""
+        if digest in self._errors:
+            return self._errors[digest]
+        return stored_result(self.store, digest, label, self.rules)
+
+    def _workloads(self, targets: Sequence[Target]) -> list[tuple[str, str, str, str, ImageResult]]:
+        found = []
+        for target in targets:
+            if target.workload is None:
+                continue
+            for digest, label in self.covered.items():
+                if target.digest == digest or label == _label_of(target):
+                    w = target.workload
+                    found.append((w.namespace, w.pod, w.container, target.text, self.result(digest, label)))
+        return found
+
+
+class _Failed(ScanError):
+    """An image that fails because one of its layers did; keeps that layer's failure."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.kind = failure.kind
+        self.status = failure.status
+        self.retryable = failure.retryable
+
+
+def _label_of(target: Target) -> str:
+    if target.tag:
+        return f"{target.name}:{target.tag}"
+    return f"{target.name}@{target.digest}"
+
+
+def stored_result(store: ResultStore, digest: str, label: str, rules: str) -> ImageResult:
+    """An image's judgement from the store, with its base's "built on" reason."""
+    row = store.verdict(digest, rules)
+    if row is None:
+        return ImageResult(label, digest, None, Verdict.ERROR, ["not judged"], error="not judged",
+                           failure=Failure("source", "not judged"))
+    image = store.image(digest)
+    reasons = list(row.reasons)
+    base = None
+    if row.base is not None:
+        base = str(row.base.get("label"))
+        reasons.append(f"built on {base}, judged {row.base.get('verdict')}")
+    failure = row.failure
+    return ImageResult(
+        ref=label,
+        digest=digest if digest.startswith("sha") else None,
+        platform=image.platform if image is not None else None,
+        verdict=row.verdict,
+        reasons=reasons,
+        findings=store.findings(digest, rules),
+        layers=[],
+        base=base,
+        error=failure.message if failure is not None else None,
+        failure=failure,
+        source="registry" if label and not label.startswith(("oci", "docker-archive", "rootfs", "file")) else None,
+    )
+
+
+def crawl_status(summary: CrawlSummary) -> str:
+    """One line for the end of a crawl."""
+    c = summary.counts
+    took = "" if summary.status == "finished" else f" ({summary.status})"
+    return (
+        f"crawl{took}: {c.repositories} repositories, {c.tags} tags, {c.images} images judged, "
+        f"{c.images_skipped} already judged, {c.layers_walked} layers read ({c.bytes_walked / 1e6:.1f} MB), "
+        f"{c.layers_stored} found in the store, {c.errors} errors"
+    )
+
+
+__all__ = [
+    "CrawlCounts",
+    "CrawlObserver",
+    "CrawlSummary",
+    "Crawler",
+    "SilentCrawlObserver",
+    "crawl_status",
+    "stored_result",
+    "verdict_version",
+]
