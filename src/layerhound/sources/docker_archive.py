@@ -26,14 +26,8 @@ from typing import Any, BinaryIO
 from layerhound.errors import BlobError, ManifestError, ScanError, SourceError
 from layerhound.layers.layer import Layer, TarBlobLayer
 from layerhound.layers.ref import BlobSource
-from layerhound.sources.base import BlobStore, Image, ManifestImage, load_json, platform_of
-from layerhound.sources.manifest import (
-    DOCKER_LAYER,
-    MAX_INDEX_DEPTH,
-    OCI_LAYER,
-    is_attestation,
-    read_document,
-)
+from layerhound.sources.base import BlobStore, Image, ManifestImage, load_json
+from layerhound.sources.manifest import DOCKER_LAYER, OCI_LAYER, DocKind, read_document, walk_index
 from layerhound.sources.oci_layout import (
     ArchiveBlobStore,
     ArchiveLayout,
@@ -120,32 +114,23 @@ def _oci_manifests(archive: TarArchive) -> dict[str, tuple[str, dict[str, Any], 
     layout = ArchiveLayout(archive)
     found: dict[str, tuple[str, dict[str, Any], str | None]] = {}
 
-    def walk(descriptors: list[Any], depth: int) -> None:
-        for desc in descriptors:
-            if not isinstance(desc, dict) or is_attestation(desc) or depth > MAX_INDEX_DEPTH:
-                continue
-            digest = desc.get("digest")
-            if not isinstance(digest, str) or not layout.store.exists(digest):
-                continue
-            try:
-                doc, kind = read_document(layout.store, digest, f"{layout.location}: manifest")
-            except ScanError:
-                continue
-            if kind == "index":
-                walk(doc.get("manifests") or [], depth + 1)
-                continue
-            config = doc.get("config")
-            if isinstance(config, dict) and isinstance(config.get("digest"), str):
-                platform = desc.get("platform")
-                found.setdefault(
-                    config["digest"],
-                    (digest, doc, platform_of(platform if isinstance(platform, dict) else None)),
-                )
+    def read(digest: str) -> tuple[dict[str, Any], DocKind] | None:
+        if not layout.store.exists(digest):
+            return None  # another platform, not exported
+        try:
+            return read_document(layout.store, digest, f"{layout.location}: manifest")
+        except ScanError:
+            return None
 
     try:
-        walk(read_index(layout), 0)
+        roots = read_index(layout)
     except ScanError:
         return {}
+    for root in roots:
+        for leaf in walk_index(root, read, layout.location, strict=False):
+            config = leaf.manifest.get("config")
+            if isinstance(config, dict) and isinstance(config.get("digest"), str):
+                found.setdefault(config["digest"], (leaf.digest, leaf.manifest, leaf.platform))
     return found
 
 

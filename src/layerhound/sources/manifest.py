@@ -9,7 +9,7 @@ to know what the images are); configs and layers stay lazy in ``ManifestImage``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,69 +92,120 @@ def is_attestation(descriptor: dict[str, Any]) -> bool:
     )
 
 
-def descriptor_digest(descriptor: Any, what: str) -> str:
-    """The digest of a descriptor, or ``ManifestError`` when it has none."""
-    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
-    if not isinstance(digest, str):
-        raise ManifestError(f"{what}: descriptor without a digest")
-    return digest
+Reader = Callable[[str], "tuple[dict[str, Any], DocKind] | None"]
+"""Reads a manifest or index by digest (verified); None: not available here (skipped)."""
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One image manifest reached from a root descriptor."""
+
+    digest: str
+    manifest: dict[str, Any]
+    platform: str | None
+    """From the descriptor that pointed at it (the index's word), when it says."""
 
 
 @dataclass
-class _Walk:
-    store: BlobStore
-    ref: str
-    images: list[Image] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
+class IndexWalk:
+    """What a walk left out, for messages (``available`` platforms when a filter matched none)."""
+
+    available: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Children that could not be followed, when the walk is not ``strict``."""
+
+
+def walk_index(
+    root: dict[str, Any],
+    read: Reader,
+    what: str,
+    *,
+    wanted: PlatformFilter | None = None,
+    strict: bool = True,
+    walk: IndexWalk | None = None,
+) -> Iterator[Leaf]:
+    """Every image manifest below ``root``: the one index walker of every source.
+
+    Nested indexes are followed up to ``MAX_INDEX_DEPTH``, attestation
+    manifests skipped, a digest reached twice yields once, and children whose
+    descriptor names a platform ``wanted`` does not match are not even read (on
+    Docker Hub every manifest read is a pull). ``strict`` walks raise
+    ``ManifestError`` for a malformed index; others note it in ``walk.problems``
+    and go on (best-effort readers, such as an archive's optional index).
+    """
+    walk = walk if walk is not None else IndexWalk()
+    seen: set[str] = set()
+
+    def problem(message: str) -> None:
+        if strict:
+            raise ManifestError(message)
+        walk.problems.append(message)
+
+    def visit(descriptor: dict[str, Any], depth: int) -> Iterator[Leaf]:
+        digest = descriptor.get("digest")
+        if not isinstance(digest, str):
+            problem(f"{what}: descriptor without a digest")
+            return
+        if digest in seen:
+            return
+        seen.add(digest)
+        found = read(digest)
+        if found is None:
+            return
+        doc, kind = found
+        if kind == "manifest":
+            raw = descriptor.get("platform")
+            yield Leaf(digest, doc, platform_of(raw if isinstance(raw, dict) else None))
+            return
+        if depth >= MAX_INDEX_DEPTH:
+            problem(f"{what}: indexes nested deeper than {MAX_INDEX_DEPTH} levels")
+            return
+        children = doc.get("manifests")
+        if not isinstance(children, list):
+            problem(f"{what}: index {digest} has no manifest list")
+            return
+        for child in children:
+            if not isinstance(child, dict):
+                problem(f"{what}: index {digest} has a malformed descriptor")
+                continue
+            if is_attestation(child):
+                continue
+            raw = child.get("platform")
+            label = platform_of(raw if isinstance(raw, dict) else None)
+            if wanted is not None and label is not None and not wanted.matches(label):
+                if label not in walk.available:
+                    walk.available.append(label)
+                continue
+            yield from visit(child, depth + 1)
+
+    yield from visit(root, 0)
 
 
 def images_from_descriptors(
     store: BlobStore,
     descriptors: Iterable[tuple[str, dict[str, Any]]],
+    wanted: PlatformFilter | None = None,
 ) -> list[Image]:
     """Resolve root descriptors (each with the ref label its images get).
 
-    Indexes fan out into one ``ManifestImage`` per platform manifest, nested
-    indexes are followed up to ``MAX_INDEX_DEPTH``, attestation manifests are
-    skipped, and a manifest reached twice from the same root yields one image.
-    Two roots (two tags) sharing a manifest each keep it, so every tag's
-    report is complete.
+    Indexes fan out into one ``ManifestImage`` per platform manifest (see
+    ``walk_index``). Two roots (two tags) sharing a manifest each keep it, so
+    every tag's report is complete. With ``wanted``, other platforms' manifests
+    are not read; when none is left, ``SourceError`` lists those there are.
     """
     images: list[Image] = []
+    walk = IndexWalk()
     for ref, descriptor in descriptors:
-        _resolve(_Walk(store, ref, images), descriptor, depth=0)
+
+        def read(digest: str, ref: str = ref) -> tuple[dict[str, Any], DocKind]:
+            return read_document(store, digest, f"{ref}: manifest")
+
+        for leaf in walk_index(descriptor, read, ref, wanted=wanted, walk=walk):
+            images.append(ManifestImage(ref, leaf.digest, leaf.manifest, store, leaf.platform))
+    if wanted is not None and not images:
+        listing = ", ".join(walk.available) or "none"
+        raise SourceError(f"no image for platform {wanted}; available: {listing}")
     return images
-
-
-def _resolve(walk: _Walk, descriptor: dict[str, Any], depth: int) -> None:
-    digest = descriptor_digest(descriptor, walk.ref)
-    if digest in walk.seen:
-        return
-    walk.seen.add(digest)
-    doc, kind = read_document(walk.store, digest, f"{walk.ref}: manifest")
-    if kind == "manifest":
-        platform = descriptor.get("platform")
-        walk.images.append(
-            ManifestImage(
-                walk.ref,
-                digest,
-                doc,
-                walk.store,
-                platform_of(platform if isinstance(platform, dict) else None),
-            )
-        )
-        return
-    if depth >= MAX_INDEX_DEPTH:
-        raise ManifestError(f"{walk.ref}: indexes nested deeper than {MAX_INDEX_DEPTH} levels")
-    children = doc.get("manifests")
-    if not isinstance(children, list):
-        raise ManifestError(f"{walk.ref}: index {digest} has no manifest list")
-    for child in children:
-        if not isinstance(child, dict):
-            raise ManifestError(f"{walk.ref}: index {digest} has a malformed descriptor")
-        if is_attestation(child):
-            continue
-        _resolve(walk, child, depth + 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,18 +24,17 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, BinaryIO
 
-from layerhound.errors import ManifestError, SourceError
+from layerhound.errors import ManifestError
 from layerhound.layers.ref import BlobSource
 from layerhound.registry.client import RegistryClient
 from layerhound.registry.session import RegistrySession
-from layerhound.sources.base import BlobStore, Image, load_json, platform_of
+from layerhound.sources.base import BlobStore, Image, load_json
 from layerhound.sources.manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     SCHEMA1_TYPES,
     classify,
     images_from_descriptors,
-    is_attestation,
     parse_platform,
 )
 from layerhound.sources.refs import Reference
@@ -123,30 +122,5 @@ def open_registry(reference: Reference, platform: str, session: RegistrySession)
     store = RegistryBlobStore(client, repository)
     store.remember_manifest(fetched.digest, fetched.data)
     root = {"mediaType": media_type, "digest": fetched.digest, "size": len(fetched.data)}
-    label = reference.original
-    filter_ = parse_platform(platform)
-    children = doc.get("manifests")
-    if filter_ is None or not isinstance(children, list):
-        return images_from_descriptors(store, [(label, root)])
-    # Fetch only the platforms asked for; children without a platform (nested
-    # indexes) are followed, and select_platform has the last word.
-    roots: list[tuple[str, dict[str, Any]]] = []
-    seen: set[str] = set()
-    for child in children:
-        if not isinstance(child, dict) or is_attestation(child):
-            continue
-        label_platform = platform_of(child.get("platform") if isinstance(child.get("platform"), dict) else None)
-        if label_platform is not None and not filter_.matches(label_platform):
-            continue
-        digest = child.get("digest")
-        if isinstance(digest, str) and digest not in seen:
-            seen.add(digest)
-            roots.append((label, child))
-    if not roots:
-        available = [
-            p for c in children if isinstance(c, dict) and not is_attestation(c)
-            if (p := platform_of(c.get("platform") if isinstance(c.get("platform"), dict) else None))
-        ]
-        listing = ", ".join(dict.fromkeys(available)) or "none"
-        raise SourceError(f"no image for platform {filter_}; available: {listing}")
-    return images_from_descriptors(store, roots)
+    # Only the platforms asked for are fetched (walk_index); select_platform has the last word.
+    return images_from_descriptors(store, [(reference.original, root)], parse_platform(platform))
