@@ -96,3 +96,43 @@ def test_symlinks_resolve_inside_the_image_including_usrmerge() -> None:
 def test_file_replacing_directory_drops_its_children() -> None:
     view = MergedView.build([layer(d("/x"), f("/x/y")), layer(f("/x"))])
     assert paths(view) == {"/", "/x"}
+
+
+def listing(view: MergedView) -> list[tuple[str, str, int, object]]:
+    return [(path, node.entry.type.value, node.layer_index, node.origin) for path, node in view.walk()]
+
+
+def test_a_fork_shares_nothing_it_changes() -> None:
+    """Copy on write: what a fork changes (puts, whiteouts, opaque dirs) never shows in its parent."""
+    from layerhound.fs.merged import MergedView as View
+
+    base = View.build([layer(d("/etc"), f("/etc/a"), f("/etc/b"), d("/opt"), f("/opt/x"), h("/etc/link", "/etc/a"))])
+    before = listing(base)
+    fork = base.fork()
+    fork.apply(1, layer(f("/etc/c"), f("/opt/y"), whiteouts=("/etc/a",), opaque=("/opt",)))
+    assert listing(base) == before
+    assert base.final_paths((0, "/etc/a")) == ["/etc/a", "/etc/link"]
+    assert fork.final_paths((0, "/etc/a")) == ["/etc/link"]  # deleted, but its hard link keeps the bytes
+    assert fork.lookup("/opt/x") is None and fork.lookup("/opt/y") is not None
+    # The parent can still change on its own, and the fork does not see it.
+    base.apply(1, layer(f("/etc/d")))
+    assert fork.lookup("/etc/d") is None and base.lookup("/etc/c") is None
+
+
+def test_views_from_the_cache_equal_fresh_ones() -> None:
+    from layerhound.fs.merged import MergedView as View
+    from layerhound.fs.merged import ViewCache
+
+    def named(n: int, result: LayerResult) -> LayerResult:
+        result.digest = f"sha256:{n:064x}"
+        return result
+
+    root = named(1, layer(d("/usr"), d("/usr/lib"), f("/usr/lib/a.so"), f("/usr/lib/b.so"), d("/etc"), f("/etc/x")))
+    mid = named(2, layer(f("/usr/lib/c.so"), h("/usr/lib/c2.so", "/usr/lib/c.so"), whiteouts=("/etc/x",)))
+    tops = [named(10 + n, layer(f(f"/app/{n}"), whiteouts=("/usr/lib/a.so",) if n % 2 else (),
+                                opaque=("/usr/lib",) if n == 3 else ())) for n in range(6)]
+    cache = ViewCache()
+    for top in tops:
+        chain = [root, mid, top]
+        assert listing(View.build(chain, cache)) == listing(View.build(chain))
+    assert cache.hits == len(tops) - 1

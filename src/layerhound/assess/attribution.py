@@ -10,41 +10,28 @@ their own, so the report names every path the implant is reachable by.
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Sequence
 
-from layerhound.fs.merged import MergedView, Origin
+from layerhound.fs.merged import MergedView
 from layerhound.model import Fact, Finding, LayerResult
-
-
-def _final_paths(view: MergedView) -> dict[Origin, list[str]]:
-    """For the bytes each layer carried: every final path that still shows them."""
-    final_paths: dict[Origin, list[str]] = defaultdict(list)
-    for path, node in view.walk():
-        if node.origin is not None:
-            final_paths[node.origin].append(path)
-    return final_paths
 
 
 def final_facts(view: MergedView, layers: Sequence[LayerResult]) -> list[Fact]:
     """The facts about files of the final filesystem, under each path they have there."""
-    final_paths = _final_paths(view)
     facts: list[Fact] = []
     for index, layer in enumerate(layers):
         for fact in layer.facts:
-            for path in final_paths.get((index, fact.path), []):
+            for path in view.final_paths((index, fact.path)):
                 facts.append(fact if path == fact.path else dataclasses.replace(fact, path=path))
     return facts
 
 
 def attribute_findings(view: MergedView, layers: Sequence[LayerResult]) -> list[Finding]:
     """All findings of all layers, with ``in_final_fs`` set and hard-link names added."""
-    final_paths = _final_paths(view)
-
     attributed: list[Finding] = []
     for index, layer in enumerate(layers):
         for finding in layer.findings:
-            paths = final_paths.get((index, finding.path), [])
+            paths = view.final_paths((index, finding.path))
             attributed.append(dataclasses.replace(finding, in_final_fs=finding.path in paths))
             for alias in paths:
                 if alias != finding.path:

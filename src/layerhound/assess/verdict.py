@@ -15,7 +15,7 @@ from typing import Any
 from layerhound.assess.attribution import attribute_findings, final_facts
 from layerhound.assess.consistency import package_consistency
 from layerhound.assess.reachability import assess_reachability
-from layerhound.fs.merged import MergedView
+from layerhound.fs.merged import MergedView, ViewCache
 from layerhound.model import Finding, ImageResult, Indicates, Kind, LayerResult, Verdict
 
 
@@ -45,9 +45,10 @@ def assess_image(
     platform: str | None,
     config: dict[str, Any],
     layers: Sequence[LayerResult],
+    views: ViewCache | None = None,
 ) -> ImageResult:
-    """Build the merged view, attribute findings, and pick the verdict."""
-    view = MergedView.build(layers)
+    """Build the merged view (from a cached base's, with ``views``), attribute findings, pick the verdict."""
+    view = MergedView.build(layers, views)
     findings = attribute_findings(view, layers)
     facts = final_facts(view, layers)
 

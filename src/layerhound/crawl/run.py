@@ -41,6 +41,7 @@ from layerhound.crawl.worker import LayerOutcome, judge_layer_task
 from layerhound.detectors.base import Detector
 from layerhound.detectors.registry import ALL_DETECTORS, rules_version
 from layerhound.errors import PullBudgetExhausted, RegistryError, ScanError
+from layerhound.fs.merged import ViewCache
 from layerhound.layers.layer import Layer
 from layerhound.layers.walk import walk_layer, walk_version
 from layerhound.lineage.graph import Lineage
@@ -189,6 +190,8 @@ class Crawler:
         self._failed: dict[_Key, Failure] = {}
         self._pending: list[_Pending] = []
         self._decoded: OrderedDict[str, LayerResult] = OrderedDict()
+        self._views = ViewCache()
+        """Merged views of shared bases: each derived image applies only its own layers."""
         self._errors: dict[str, ImageResult] = {}
 
     # -- the whole crawl -----------------------------------------------------
@@ -445,7 +448,7 @@ class Crawler:
     def _assess(self, pending: _Pending) -> None:
         try:
             layers = self._layer_results(pending.layers)
-            result = assess_image(pending.label, pending.digest, pending.platform, pending.config, layers)
+            result = assess_image(pending.label, pending.digest, pending.platform, pending.config, layers, self._views)
         except ScanError as exc:
             result = error_result(pending.label, exc, pending.digest, pending.platform)
         except MemoryError:

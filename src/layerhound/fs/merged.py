@@ -6,13 +6,20 @@ layers, an opaque directory hides all lower-layer children, a later entry
 replaces an earlier one. Hard links share the identity (``origin``) of the
 member that carried the data, so a finding on that data follows every name
 the file still has. Symlinks are resolved inside the image only.
+
+Views fork in O(1) (``fork``): nodes are shared copy-on-write, and a node is
+cloned (with its parents) only when the fork changes something below it. A
+crawl keeps the view of a shared base chain (``ViewCache``) and applies only
+each derived image's own layers on a fork of it: hundreds of images built on
+one Debian root cost one merge of that root.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
 
 from layerhound.model import Entry, EntryType, LayerResult
 
@@ -31,6 +38,8 @@ class Node:
     layer_index: int
     origin: Origin | None = None
     children: dict[str, Node] | None = None
+    owner: object = None
+    """The view allowed to change this node in place; any other view clones it first."""
 
     @property
     def is_dir(self) -> bool:
@@ -41,27 +50,40 @@ def _components(path: str) -> list[str]:
     return [part for part in path.split("/") if part and part != "."]
 
 
-@dataclass
 class MergedView:
     """The final filesystem as a tree of ``Node``s."""
 
-    root: Node = field(
-        default_factory=lambda: Node(Entry("/", EntryType.DIR, 0, 0o755), -1, None, {})
-    )
+    def __init__(self) -> None:
+        self._token = object()
+        self.root = Node(Entry("/", EntryType.DIR, 0, 0o755), -1, None, {}, self._token)
+        self.aliases: dict[Origin, set[str]] = {}
+        """Paths whose bytes came from another member (hard links), by origin."""
 
     @classmethod
-    def build(cls, layers: Sequence[LayerResult]) -> MergedView:
-        view = cls()
-        for index, layer in enumerate(layers):
-            view.apply(index, layer)
-        return view
+    def build(cls, layers: Sequence[LayerResult], cache: ViewCache | None = None) -> MergedView:
+        """The view of ``layers`` applied in order; with ``cache``, from the longest cached prefix."""
+        if cache is None:
+            view = cls()
+            for index, layer in enumerate(layers):
+                view.apply(index, layer)
+            return view
+        return cache.build(layers)
+
+    def fork(self) -> MergedView:
+        """A view equal to this one that can change without changing it (nor this one it)."""
+        other = MergedView.__new__(MergedView)
+        other._token = object()
+        other.root = self.root
+        other.aliases = {origin: set(paths) for origin, paths in self.aliases.items()}
+        self._token = object()  # nodes made so far are shared now: neither view may change them in place
+        return other
 
     def apply(self, index: int, layer: LayerResult) -> None:
         """Apply one layer on top of what is there."""
         for path in layer.whiteouts:
             self._remove(path)
         for path in layer.opaque_dirs:
-            node = self.lookup(path)
+            node = self._owned_dir(path)
             if node is not None and node.children is not None:
                 node.children = {
                     name: child
@@ -78,20 +100,57 @@ class MergedView:
                 if origin is None:
                     target = self.lookup(entry.linkname)
                     origin = target.origin if target is not None else None
+                if origin is not None:
+                    self.aliases.setdefault(origin, set()).add(entry.path)
             origins[entry.path] = origin
             self._put(entry, index, origin)
 
+    def final_paths(self, origin: Origin) -> list[str]:
+        """Every path of the final filesystem that still shows the bytes of ``origin``."""
+        candidates = [origin[1], *sorted(self.aliases.get(origin, ()))]
+        found = []
+        for path in dict.fromkeys(candidates):
+            node = self.lookup(path)
+            if node is not None and node.origin == origin:
+                found.append(path)
+        return found
+
+    # -- copy on write -------------------------------------------------------
+
+    def _own(self, node: Node) -> Node:
+        if node.owner is self._token:
+            return node
+        children = dict(node.children) if node.children is not None else None
+        return Node(node.entry, node.layer_index, node.origin, children, self._token)
+
+    def _owned_root(self) -> Node:
+        self.root = self._own(self.root)
+        return self.root
+
+    def _owned_dir(self, path: str) -> Node | None:
+        """The existing node at ``path``, made changeable (with its parents); None if absent."""
+        node = self._owned_root()
+        for part in _components(path):
+            if node.children is None or part not in node.children:
+                return None
+            child = self._own(node.children[part])
+            node.children[part] = child
+            node = child
+        return node
+
     def _parent(self, path: str, index: int) -> Node:
         """The directory node holding ``path``, creating implied directories."""
-        node = self.root
+        node = self._owned_root()
         for part in _components(posixpath.dirname(path)):
             assert node.children is not None
             child = node.children.get(part)
             if child is None or child.children is None:
                 # Missing, or a non-directory in a lower layer: the tar says a
                 # directory is here now (runtimes create it the same way).
-                child = Node(Entry("/", EntryType.DIR, 0, 0o755), index, None, {})
-                node.children[part] = child
+                child = Node(Entry("/", EntryType.DIR, 0, 0o755), index, None, {}, self._token)
+            else:
+                child = self._own(child)
+            node.children[part] = child
             node = child
         return node
 
@@ -103,22 +162,20 @@ class MergedView:
         name = posixpath.basename(entry.path)
         existing = parent.children.get(name)
         if entry.type is EntryType.DIR:
-            children = existing.children if existing is not None and existing.is_dir else None
-            parent.children[name] = Node(entry, index, None, children if children is not None else {})
+            children = None
+            if existing is not None and existing.children is not None:
+                children = existing.children if existing.owner is self._token else dict(existing.children)
+            parent.children[name] = Node(entry, index, None, children if children is not None else {}, self._token)
         else:
-            parent.children[name] = Node(entry, index, origin, None)
+            parent.children[name] = Node(entry, index, origin, None, self._token)
 
     def _remove(self, path: str) -> None:
         parts = _components(path)
         if not parts:
             return
-        node = self.root
-        for part in parts[:-1]:
-            if node.children is None or part not in node.children:
-                return
-            node = node.children[part]
-        if node.children is not None:
-            node.children.pop(parts[-1], None)
+        parent = self._owned_dir("/" + "/".join(parts[:-1]))
+        if parent is not None and parent.children is not None:
+            parent.children.pop(parts[-1], None)
 
     def lookup(self, path: str) -> Node | None:
         """The node at ``path`` taken literally (no symlink is followed)."""
@@ -175,3 +232,42 @@ class MergedView:
             if node.children:
                 for name in sorted(node.children, reverse=True):
                     stack.append((posixpath.join(path, name), node.children[name]))
+
+
+class ViewCache:
+    """Views of layer chains (by layer digests), kept to be forked: the shared bases of a crawl.
+
+    ``build`` starts from the longest cached prefix of a chain and keeps the
+    view of the chain minus its last layer (the image's base) for the next
+    image built on it. Chains with a layer without a digest are built afresh.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._views: OrderedDict[tuple[Hashable, ...], MergedView] = OrderedDict()
+        self.hits = 0
+
+    def build(self, layers: Sequence[LayerResult]) -> MergedView:
+        keys = [(layer.digest, layer.diff_id) for layer in layers]
+        if any(digest is None for digest, _ in keys):
+            return MergedView.build(layers)
+        start, view = 0, None
+        for length in range(len(keys) - 1, 0, -1):
+            cached = self._views.get(tuple(keys[:length]))
+            if cached is not None:
+                self._views.move_to_end(tuple(keys[:length]))
+                start, view = length, cached.fork()
+                self.hits += 1
+                break
+        view = view or MergedView()
+        for index in range(start, len(layers)):
+            if index == len(layers) - 1 and index > 0 and index != start:
+                self._keep(tuple(keys[:index]), view.fork())
+            view.apply(index, layers[index])
+        return view
+
+    def _keep(self, key: tuple[Hashable, ...], view: MergedView) -> None:
+        self._views[key] = view
+        self._views.move_to_end(key)
+        while len(self._views) > self.size:
+            self._views.popitem(last=False)
