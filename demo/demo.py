@@ -9,7 +9,10 @@ carries the published byte patterns and hooks nothing; no real backdoor code is
 used). They are pushed with skopeo to Debian's docker-registry, started on a
 free 127.0.0.1 port for the run and always stopped, and scanned from there (and
 from a docker-archive) with the real CLI, twice with one cache; each verdict is
-compared with the expected one, so the demo is also a smoke test.
+compared with the expected one, so the demo is also a smoke test. Then it
+pushes a small history of a base repository (an infected tag, a newer clean one)
+and an application built on it, crawls those repositories into a results store,
+and prints the lineage of the infected base and the advice for the app.
 
     python demo/demo.py [--out DIR]      # default: ./out/demo under the repo root
 """
@@ -159,6 +162,20 @@ def build_images(out: Path) -> tuple[Path, Path]:
     for tag, spec in images.items():
         written = write_oci(layout, spec, tag=tag)
         print(f"    {tag:16} {written.manifest_digest}  {len(written.layers)} layer(s)")
+    motd = Layer.files({"/etc/motd": "rebuilt 2024-04-10\n"})
+    apps = [Layer.files({"/opt/app/run.sh": file(f"#!/bin/sh\necho app {n}\n", 0o755)}) for n in range(3)]
+    chains = {
+        "base-infected": [base, upgraded],
+        "base-clean": [base, motd],
+        "app-on-infected-1": [base, upgraded, apps[0]],
+        "app-on-infected-2": [base, upgraded, apps[1]],
+        "app-on-clean": [base, motd, apps[2]],
+    }
+    step("writing a base repository's history and an app built on it (for the crawl)…")
+    for name, (image, created) in HISTORY.items():
+        spec = ImageSpec(chains[image], cmd=SSHD, exposed_ports=["22/tcp"], created=created)
+        written = write_oci(layout, spec, tag=history_tag(name))
+        print(f"    {name:22} {written.manifest_digest}  {len(written.layers)} layer(s), created {created[:10]}")
     archive = out / "backdoored-sshd.docker.tar"
     step(f"writing docker-archive {archive.name} (legacy `docker save` layout)…")
     write_docker_archive(archive, [(sshd_image, ["backdoored-sshd:demo"])], layout="legacy")
@@ -195,6 +212,46 @@ def push_and_list(layout: Path, registry: DemoRegistry) -> None:
         subprocess.run([*tags, *insecure, f"docker://{registry.host}/{REPOSITORY}"], cwd=REPO)
 
 
+def crawl_history(layout: Path, registry: DemoRegistry, out: Path) -> list[str]:
+    """Push the base/app history, crawl it into a results store, print lineage and advice; returns problems."""
+    step("pushing a base repository's history (demo/base) and an app built on it (demo/app)…")
+    for name in HISTORY:
+        repository, tag = name.split(":")
+        push(f"oci:{layout}:{history_tag(name)}", registry, repository, tag)
+        print(f"    {name}")
+    host, db = registry.host, f"sqlite:///{out / 'results.sqlite3'}"
+    cli = [sys.executable, "-m", "layerhound"]
+    repos = [f"docker://{host}/{r}" for r in ("demo/base", "demo/app", REPOSITORY)]
+    step("crawling every tag of the three repositories into a results store: layerhound crawl --db "
+         f"{db.replace(str(REPO) + '/', '')} " + " ".join(r.replace(f"docker://{host}/", "") for r in repos))
+    blobs = registry.blob_downloads()
+    crawled = subprocess.run([*cli, "crawl", "--insecure-registry", host, "--db", db, "--no-progress", "--format",
+                              "json", "-o", str(out / "crawl.json"), *repos], cwd=REPO)
+    fetched = registry.blob_downloads() - blobs
+    problems = [] if crawled.returncode == 1 else [f"  crawl exited {crawled.returncode} (expected 1: infected found)"]
+    verdicts = {i["ref"].removeprefix(f"{host}/"): i for i in json.loads((out / "crawl.json").read_text())["images"]}
+    for name, (image, _) in HISTORY.items():
+        want = "clean" if "clean" in image else "backdoored-reachable"
+        if verdicts.get(name, {}).get("verdict") != want:
+            problems.append(f"  crawl: {name}: expected {want}, got {verdicts.get(name, {}).get('verdict')}")
+    base = verdicts.get("demo/app:1.0", {}).get("base") or ""
+    if not base.startswith(f"{host}/demo/base:2024-03-28@"):
+        problems.append(f"  crawl: demo/app:1.0 should be built on demo/base:2024-03-28, base is {base!r}")
+    print(f"    {len(verdicts)} images judged, {fetched} blobs downloaded (layers shared by several images: once)")
+    step("lineage of every infected base: layerhound lineage --db … --infected")
+    subprocess.run([*cli, "lineage", "--db", db, "--infected"], cwd=REPO)
+    step(f"advice for an app on the old base: layerhound advise --db … {host}/demo/app:1.0")
+    advice = subprocess.run([*cli, "advise", "--db", db, "--no-scan", "--format", "json", f"{host}/demo/app:1.0"],
+                            cwd=REPO, capture_output=True, text=True)
+    document = json.loads(advice.stdout) if advice.returncode == 0 else {}
+    for line in document.get("advice", []):
+        print(f"    {line}")
+    move_to, rebuild_on = document.get("move_to") or {}, document.get("rebuild_on") or {}
+    if move_to.get("tag") != "2.0" or rebuild_on.get("tag") != "2024-04-10":
+        problems.append(f"  advise: expected move to demo/app:2.0 and rebuild on demo/base:2024-04-10, got {document}")
+    return problems
+
+
 def timed_scan(command: list[str], registry: DemoRegistry) -> tuple[float, int]:
     """One run of the CLI: (wall-clock seconds, blobs it fetched from the registry)."""
     blobs, began = registry.blob_downloads(), time.monotonic()
@@ -202,6 +259,19 @@ def timed_scan(command: list[str], registry: DemoRegistry) -> tuple[float, int]:
     if done.returncode not in (0, 1):  # 1 means "backdoored images found", which is the point; 2 is an error
         sys.exit(f"demo FAILED: layerhound exited {done.returncode}: {' '.join(command[3:])}")
     return time.monotonic() - began, registry.blob_downloads() - blobs
+
+
+HISTORY = {  # repository:tag -> (image, created): a base's history and an app built on it
+    "demo/base:2024-03-28": ("base-infected", "2024-03-28T00:00:00Z"),
+    "demo/base:2024-04-10": ("base-clean", "2024-04-10T00:00:00Z"),
+    "demo/app:1.0": ("app-on-infected-1", "2024-03-29T00:00:00Z"),
+    "demo/app:1.1": ("app-on-infected-2", "2024-04-02T00:00:00Z"),
+    "demo/app:2.0": ("app-on-clean", "2024-04-12T00:00:00Z"),
+}
+
+
+def history_tag(name: str) -> str:
+    return name.replace("/", "-").replace(":", "-")
 
 
 def main() -> int:
@@ -232,6 +302,7 @@ def main() -> int:
         first, first_blobs = timed_scan(scan, registry)
         step("scanning the same images again with the same --cache-dir, as JSON…")
         again, again_blobs = timed_scan([*scan, "--no-progress", "--format", "json", "-o", str(report)], registry)
+        crawl_problems = crawl_history(layout, registry, out)
     finally:
         registry.stop()
     print(f"    JSON report (layerhound.scan/v1): {report}")
@@ -250,6 +321,7 @@ def main() -> int:
         wrong.append(f"  expected {len(refs)} images in the report, got {len(images)}")
     if again_blobs or not all(layer["cached"] for image in images for layer in image["layers"]):
         wrong.append(f"  the re-scan did not come from the cache ({again_blobs} blobs downloaded)")
+    wrong.extend(crawl_problems)
     if wrong:
         print("demo FAILED: results differ from the expected ones:\n" + "\n".join(wrong), file=sys.stderr)
         return 1
@@ -265,7 +337,10 @@ def main() -> int:
         "a later layer still ships it in a lower layer (backdoor-in-history); and an image whose package database "
         "only claims 5.6.1-1 over clean bytes is flagged as affected-version-not-injected rather than as backdoored. "
         "The re-scan with the same --cache-dir took every layer's result and image config from the cache (keyed by "
-        "digest) and fetched only the manifests."
+        "digest) and fetched only the manifests. The crawl then walked every tag of three repositories into a results "
+        "store (each shared layer downloaded once), found that demo/app:1.0 and 1.1 inherit the implant from "
+        "demo/base:2024-03-28 (lineage: their layer chains start with its chain), and advised moving to demo/app:2.0 "
+        "or rebuilding on demo/base:2024-04-10, the newest clean tags by date."
     )
     return 0
 

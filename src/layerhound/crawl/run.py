@@ -267,7 +267,7 @@ class Crawler:
         try:
             history = tag_history(
                 f"docker://{name}", self.session, self.since, self.until, self.globs, self.platform,
-                hub_api=self.hub_api, known=self._known_digest,
+                hub_api=self.hub_api, known=self._known_digest, configs=self.store,
             )
         except PullBudgetExhausted as exc:
             raise _StopCrawl(self._budget_message(exc)) from None
@@ -313,15 +313,23 @@ class Crawler:
         except PullBudgetExhausted as exc:
             raise _StopCrawl(self._budget_message(exc)) from None
         except ScanError as exc:
-            self._record_error(unit.digest or unit.reference, unit.label, exc)
+            self._unit_failed(unit, exc)
             return
         except Exception as exc:  # a bug inside a source: this unit's error, the crawl goes on
-            self._record_error(unit.digest or unit.reference, unit.label, internal_error(unit.label, exc))
+            self._unit_failed(unit, internal_error(unit.label, exc))
             return
         if unit.digest is not None:
             self.store.put_children(unit.digest, [(i.digest or unit.digest, i.platform) for i in images])
         for opened in images:
             self._queue(opened, unit)
+
+    def _unit_failed(self, unit: _Unit, error: ScanError) -> None:
+        """A tag's digest that could not be opened: stored under that digest (tried again next time)."""
+        if unit.digest is None:
+            self._record_error(unit.reference, unit.label, error)
+            return
+        self.covered[unit.digest] = unit.label
+        self._fail_image(unit.digest, unit.label, None, error)
 
     def _skip(self, image: str, label: str) -> None:
         if image in self.covered:

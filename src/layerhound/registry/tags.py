@@ -45,7 +45,7 @@ from layerhound.registry.client import MAX_MANIFEST_SIZE, ManifestDescriptor, Re
 from layerhound.registry.credentials import DOCKER_HUB
 from layerhound.registry.hub import HubClient, HubTag, parse_timestamp
 from layerhound.registry.session import RegistrySession
-from layerhound.sources.base import load_json, platform_of
+from layerhound.sources.base import ConfigMemo, load_json, platform_of
 from layerhound.sources.manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -237,6 +237,7 @@ def tag_history(
     hub_api: str | None = None,
     page_size: int | None = None,
     known: KnownDigest | None = None,
+    configs: ConfigMemo | None = None,
 ) -> TagHistory:
     """Every tag of a repository (``docker://HOST/NAME`` or a Docker Hub name), filtered.
 
@@ -244,6 +245,8 @@ def tag_history(
     repository does not exist or the registry fails. ``hub_api`` overrides
     the Docker Hub API URL (else ``LAYERHOUND_HUB_API``, else hub.docker.com);
     ``page_size`` is the ``n`` of ``/tags/list`` (None: the registry's default).
+    ``known`` and ``configs`` let a caller with a store spare fetches: digests it
+    has described already, and image configs it keeps (read and written).
     """
     registry, repository = parse_repository(repo_ref)
     window = date_window(since, until)
@@ -258,7 +261,7 @@ def tag_history(
     else:
         source = "registry"
         listing = _from_registry(
-            session.client(registry), repository, globs, wanted, dates, session, page_size, known
+            session.client(registry), repository, globs, wanted, dates, session, page_size, known, configs
         )
 
     shown: list[TagInfo] = []
@@ -481,11 +484,12 @@ def _from_registry(
     session: RegistrySession,
     page_size: int | None,
     known: KnownDigest | None = None,
+    configs: ConfigMemo | None = None,
 ) -> _Listing:
     names = _unique(client.list_tags(repository, page_size=page_size))
     selected = [n for n in names if name_matches(n, globs)]
     heads = _map(session, lambda n: _head(client, repository, n), selected)
-    reader = _Reader(client, repository, wanted, dates, known)
+    reader = _Reader(client, repository, wanted, dates, known, configs)
 
     def describe(pair: tuple[str, ManifestDescriptor | str]) -> _Raw:
         name, head = pair
@@ -510,8 +514,10 @@ class _Reader:
         wanted: PlatformFilter | None,
         dates: bool,
         known: KnownDigest | None = None,
+        configs: ConfigMemo | None = None,
     ) -> None:
         self.known = known
+        self.configs = configs
         self.client = client
         self.repository = repository
         self.wanted = wanted
@@ -521,10 +527,8 @@ class _Reader:
 
     def document(self, digest: str, depth: int) -> _Document:
         described = self.known(digest) if self.known is not None and depth == 0 else None
-        if described:
-            images = tuple(_Image(platform, created) for platform, created in described)
-            return _Document(None, tuple(i for i in images if self.wanted is None or i.platform is None
-                                         or self.wanted.matches(i.platform)))
+        if described:  # the platform filter applies later, as to fetched ones
+            return _Document(None, tuple(_Image(platform, created) for platform, created in described))
         return self._documents.get(digest, lambda: self._read(digest, depth))
 
     def _read(self, digest: str, depth: int) -> _Document:
@@ -593,12 +597,16 @@ class _Reader:
         return _Document(media_type, tuple(images), errors[0] if errors else None)
 
     def _config(self, digest: str, what: str) -> dict[str, Any]:
-        with self.client.open_blob(self.repository, digest) as stream:
-            data = stream.read(MAX_CONFIG_SIZE + 1)
-        if len(data) > MAX_CONFIG_SIZE:
-            raise ManifestError(f"{what}: the image config is larger than {MAX_CONFIG_SIZE} bytes")
-        actual = digest_of(data, digest.split(":", 1)[0])
-        if actual != digest:
-            raise DigestMismatch(digest, actual, f"{what}: image config")
+        data = self.configs.get_blob(digest) if self.configs is not None else None
+        if data is None:
+            with self.client.open_blob(self.repository, digest) as stream:
+                data = stream.read(MAX_CONFIG_SIZE + 1)
+            if len(data) > MAX_CONFIG_SIZE:
+                raise ManifestError(f"{what}: the image config is larger than {MAX_CONFIG_SIZE} bytes")
+            actual = digest_of(data, digest.split(":", 1)[0])
+            if actual != digest:
+                raise DigestMismatch(digest, actual, f"{what}: image config")
+            if self.configs is not None:
+                self.configs.put_blob(digest, data)
         return load_json(data, f"{what}: image config")
 
