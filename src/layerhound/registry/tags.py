@@ -47,13 +47,13 @@ from layerhound.registry.hub import HubClient, HubTag, parse_timestamp
 from layerhound.registry.session import RegistrySession
 from layerhound.sources.base import ConfigMemo, load_json, platform_of
 from layerhound.sources.manifest import (
-    INDEX_TYPES,
     MANIFEST_TYPES,
-    MAX_INDEX_DEPTH,
+    DocKind,
+    IndexWalk,
     PlatformFilter,
     classify,
-    is_attestation,
     parse_platform,
+    walk_index,
 )
 from layerhound.sources.refs import DOCKER, TRANSPORTS, UNSUPPORTED_TRANSPORTS, parse_docker_name
 
@@ -413,6 +413,14 @@ class _Once(Generic[_T]):
                 raise
         return future.result()
 
+    def peek(self, key: str) -> _T | None:
+        """The value already computed for ``key`` (None if none, or if it failed)."""
+        with self._lock:
+            future = self._futures.get(key)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        return future.result()
+
 
 def _tag_problem(exc: Exception) -> str | None:
     """A failure that concerns one tag (returned as its error), or None for one that stops the listing."""
@@ -498,7 +506,7 @@ def _from_registry(
         media_type = head.media_type or None
         if not dates and media_type in MANIFEST_TYPES:
             return _Raw(name, head.digest, media_type, (_Image(None),))  # platform and date need the config
-        document = reader.document(head.digest, 0)
+        document = reader.document(head.digest)
         return _Raw(name, head.digest, document.media_type or media_type, document.images, error=document.error)
 
     return _Listing(len(names), _map(session, describe, list(zip(selected, heads, strict=True))))
@@ -523,78 +531,77 @@ class _Reader:
         self.wanted = wanted
         self.dates = dates
         self._documents: _Once[_Document] = _Once()
+        self._raw: _Once[tuple[dict[str, Any], DocKind, str | None]] = _Once()
         self._configs: _Once[dict[str, Any]] = _Once()
 
-    def document(self, digest: str, depth: int) -> _Document:
-        described = self.known(digest) if self.known is not None and depth == 0 else None
+    def document(self, digest: str) -> _Document:
+        """What a tag's digest (manifest or index) says: its images' platforms and dates."""
+        described = self.known(digest) if self.known is not None else None
         if described:  # the platform filter applies later, as to fetched ones
             return _Document(None, tuple(_Image(platform, created) for platform, created in described))
-        return self._documents.get(digest, lambda: self._read(digest, depth))
+        return self._documents.get(digest, lambda: self._describe(digest))
 
-    def _read(self, digest: str, depth: int) -> _Document:
-        what = f"{self.client.registry}/{self.repository}@{digest}"
-        try:
+    def _fetch(self, digest: str) -> tuple[dict[str, Any], DocKind, str | None]:
+        """A manifest or index by digest, parsed and classified; fetched once per listing."""
+
+        def get() -> tuple[dict[str, Any], DocKind, str | None]:
+            what = f"{self.client.registry}/{self.repository}@{digest}"
             fetched = self.client.get_manifest(self.repository, digest)
             doc = load_json(fetched.data, what)
             kind = classify(doc, what)
-        except (RegistryError, ManifestError, BlobError) as exc:
-            problem = _tag_problem(exc)
-            if problem is None:
-                raise
-            return _Document(None, (), problem)
-        declared = doc.get("mediaType")
-        media_type = declared if isinstance(declared, str) and declared else fetched.media_type or None
-        if kind == "manifest":
-            return self._manifest(doc, media_type, what)
-        return self._index(doc, media_type, what, depth)
+            declared = doc.get("mediaType")
+            media_type = declared if isinstance(declared, str) and declared else fetched.media_type or None
+            return doc, kind, media_type
 
-    def _manifest(self, doc: dict[str, Any], media_type: str | None, what: str) -> _Document:
-        if not self.dates:
-            return _Document(media_type, (_Image(None),))
+        return self._raw.get(digest, get)
+
+    def _describe(self, digest: str) -> _Document:
+        what = f"{self.client.registry}/{self.repository}@{digest}"
+        errors: list[str] = []
+
+        def read(child: str) -> tuple[dict[str, Any], DocKind] | None:
+            try:
+                doc, kind, _ = self._fetch(child)
+            except (RegistryError, ManifestError, BlobError) as exc:
+                problem = _tag_problem(exc)
+                if problem is None:
+                    raise
+                errors.append(problem)
+                return None
+            return doc, kind
+
+        walk = IndexWalk()
+        images: list[_Image] = []
+        leaves = walk_index(
+            {"digest": digest}, read, what, wanted=self.wanted, strict=False, walk=walk, read_manifests=self.dates
+        )
+        for leaf in leaves:
+            if leaf.manifest is None or not self.dates:
+                images.append(_Image(leaf.platform))
+                continue
+            described = self._manifest(leaf.manifest, what)
+            errors.extend([described.error] if described.error else [])
+            for image in described.images:
+                images.append(_Image(leaf.platform or image.platform, image.created))
+        images.extend(_Image(platform) for platform in walk.available)  # filtered later, counted there
+        errors.extend(walk.problems)
+        media_type = self._raw.peek(digest)
+        return _Document(media_type[2] if media_type else None, tuple(images), errors[0] if errors else None)
+
+    def _manifest(self, doc: dict[str, Any], what: str) -> _Document:
+        """One image manifest's platform and build date, from its config."""
         config = doc.get("config")
         digest = config.get("digest") if isinstance(config, dict) else None
         if not isinstance(digest, str):
-            return _Document(media_type, (_Image(None),), f"{what}: the manifest names no config")
+            return _Document(None, (_Image(None),), f"{what}: the manifest names no config")
         try:
             body = self._configs.get(digest, lambda: self._config(digest, what))
         except (RegistryError, ManifestError, BlobError) as exc:
             problem = _tag_problem(exc)
             if problem is None:
                 raise
-            return _Document(media_type, (_Image(None),), problem)
-        return _Document(media_type, (_Image(platform_of(body), parse_timestamp(body.get("created"))),))
-
-    def _index(self, doc: dict[str, Any], media_type: str | None, what: str, depth: int) -> _Document:
-        images: list[_Image] = []
-        errors: list[str] = []
-        children = doc.get("manifests")
-        for child in children if isinstance(children, list) else []:
-            if not isinstance(child, dict) or is_attestation(child):
-                continue
-            raw_platform = child.get("platform")
-            platform = platform_of(raw_platform if isinstance(raw_platform, dict) else None)
-            digest = child.get("digest")
-            child_type = child.get("mediaType")
-            if not isinstance(digest, str):
-                errors.append(f"{what}: a descriptor without a digest")
-                continue
-            if child_type in INDEX_TYPES or (platform is None and child_type not in MANIFEST_TYPES and self.dates):
-                if depth + 1 >= MAX_INDEX_DEPTH:
-                    errors.append(f"{what}: indexes nested deeper than {MAX_INDEX_DEPTH} levels")
-                    continue
-                nested = self.document(digest, depth + 1)
-                images.extend(nested.images)
-                errors.extend([nested.error] if nested.error else [])
-                continue
-            wanted = self.wanted is None or platform is None or self.wanted.matches(platform)
-            if not self.dates or not wanted:
-                images.append(_Image(platform))
-                continue
-            described = self.document(digest, depth + 1)
-            errors.extend([described.error] if described.error else [])
-            for image in described.images or (_Image(None),):
-                images.append(_Image(platform or image.platform, image.created))
-        return _Document(media_type, tuple(images), errors[0] if errors else None)
+            return _Document(None, (_Image(None),), problem)
+        return _Document(None, (_Image(platform_of(body), parse_timestamp(body.get("created"))),))
 
     def _config(self, digest: str, what: str) -> dict[str, Any]:
         data = self.configs.get_blob(digest) if self.configs is not None else None

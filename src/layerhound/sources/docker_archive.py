@@ -128,9 +128,9 @@ def _oci_manifests(archive: TarArchive) -> dict[str, tuple[str, dict[str, Any], 
         return {}
     for root in roots:
         for leaf in walk_index(root, read, layout.location, strict=False):
-            config = leaf.manifest.get("config")
+            config = (leaf.manifest or {}).get("config")
             if isinstance(config, dict) and isinstance(config.get("digest"), str):
-                found.setdefault(config["digest"], (leaf.digest, leaf.manifest, leaf.platform))
+                found.setdefault(config["digest"], (leaf.digest, leaf.manifest or {}, leaf.platform))
     return found
 
 

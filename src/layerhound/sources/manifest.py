@@ -101,7 +101,8 @@ class Leaf:
     """One image manifest reached from a root descriptor."""
 
     digest: str
-    manifest: dict[str, Any]
+    manifest: dict[str, Any] | None
+    """None when the walk was told not to read manifests (``read_manifests`` False)."""
     platform: str | None
     """From the descriptor that pointed at it (the index's word), when it says."""
 
@@ -123,6 +124,7 @@ def walk_index(
     wanted: PlatformFilter | None = None,
     strict: bool = True,
     walk: IndexWalk | None = None,
+    read_manifests: bool = True,
 ) -> Iterator[Leaf]:
     """Every image manifest below ``root``: the one index walker of every source.
 
@@ -132,6 +134,9 @@ def walk_index(
     Docker Hub every manifest read is a pull). ``strict`` walks raise
     ``ManifestError`` for a malformed index; others note it in ``walk.problems``
     and go on (best-effort readers, such as an archive's optional index).
+    With ``read_manifests`` False only indexes are read: a child an index does
+    not declare an index is yielded unread, with the platform its descriptor
+    gives (a tag listing without dates needs no more).
     """
     walk = walk if walk is not None else IndexWalk()
     seen: set[str] = set()
@@ -176,6 +181,14 @@ def walk_index(
                 if label not in walk.available:
                     walk.available.append(label)
                 continue
+            if not read_manifests and child.get("mediaType") not in INDEX_TYPES:
+                child_digest = child.get("digest")
+                if isinstance(child_digest, str) and child_digest not in seen:
+                    seen.add(child_digest)
+                    yield Leaf(child_digest, None, label)
+                elif not isinstance(child_digest, str):
+                    problem(f"{what}: descriptor without a digest")
+                continue
             yield from visit(child, depth + 1)
 
     yield from visit(root, 0)
@@ -201,6 +214,7 @@ def images_from_descriptors(
             return read_document(store, digest, f"{ref}: manifest")
 
         for leaf in walk_index(descriptor, read, ref, wanted=wanted, walk=walk):
+            assert leaf.manifest is not None  # read_manifests: every manifest is read
             images.append(ManifestImage(ref, leaf.digest, leaf.manifest, store, leaf.platform))
     if wanted is not None and not images:
         listing = ", ".join(walk.available) or "none"
