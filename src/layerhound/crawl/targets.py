@@ -68,14 +68,15 @@ def parse_target(text: str, workload: Workload | None = None) -> Target:
 def _registry_target(raw: str, reference: Reference, workload: Workload | None) -> Target:
     bare = raw.removeprefix("docker://")
     last = bare.rsplit("/", 1)[-1]
-    explicit = "@" in bare or ":" in last
+    # A bare name on the command line means the repository; in a pod spec it is what runs: :latest.
+    explicit = "@" in bare or ":" in last or workload is not None
     return Target(
         raw,
         registry=reference.registry,
         repository=reference.repository,
         tag=reference.tag if explicit else None,
         digest=reference.digest,
-        every_tag=not explicit and workload is None,
+        every_tag=not explicit,
         workload=workload,
     )
 
