@@ -97,9 +97,11 @@ class DaskExecutor:
     def wait(self, futures: Iterable[TaskFuture], timeout: float | None) -> set[TaskFuture]:
         pending = list(futures)
         try:
-            done, _ = self._distributed.wait(  # type: ignore[no-untyped-call]
-                pending, timeout=timeout, return_when="FIRST_COMPLETED"
-            )
+            # distributed.wait uses the *default* client; ours is not one (set_as_default=False).
+            with self._client.as_current():
+                done, _ = self._distributed.wait(  # type: ignore[no-untyped-call]
+                    pending, timeout=timeout, return_when="FIRST_COMPLETED"
+                )
         except TimeoutError:
             return {f for f in pending if f.done()}
         return set(done)

@@ -151,6 +151,14 @@ class Database:
             self.execute("SELECT pg_advisory_xact_lock(7024301)")  # any constant of ours
         # SQLite: BEGIN IMMEDIATE already holds the one write lock.
 
+    def has_table(self, name: str) -> bool:
+        """Whether the table exists (visible to this connection; PostgreSQL: on the search path)."""
+        if self.dialect == "postgresql":
+            row = self.one("SELECT to_regclass(?) IS NOT NULL", (name,))
+        else:
+            row = self.one("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return bool(row and row[0])
+
     @property
     def blob(self) -> str:
         """The column type for bytes."""

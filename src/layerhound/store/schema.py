@@ -79,10 +79,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 ]
 
 LATEST = MIGRATIONS[-1][0]
+_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+)
 
 
 def current_version(db: Database) -> int:
-    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
+    """The highest migration applied (0: none, not even ``schema_migrations``); creates nothing.
+
+    No DDL outside the lock: two PostgreSQL sessions racing through ``CREATE TABLE
+    IF NOT EXISTS`` both try to create the table, and one fails (a unique violation in
+    ``pg_type``).
+    """
+    if not db.has_table("schema_migrations"):
+        return 0
     row = db.one("SELECT MAX(version) FROM schema_migrations")
     return int(row[0]) if row and row[0] is not None else 0
 
@@ -100,6 +110,7 @@ def migrate(db: Database) -> int:
         return current
     with db.transaction():
         db.lock_schema()
+        db.execute(_MIGRATIONS_TABLE)
         current = current_version(db)  # another process may have just done it
         for version, _what, statements in MIGRATIONS:
             if version <= current:
