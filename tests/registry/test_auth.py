@@ -464,3 +464,30 @@ def test_cli_credential_options_are_checked(
     with pytest.raises(SystemExit):
         main(["scan", "--max-concurrency", "0", ref])
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_a_mirror_gets_its_own_credentials_never_the_mirrored_registrys(tmp_path: Path) -> None:
+    import base64
+
+    def auth(user: str) -> str:
+        return base64.b64encode(f"{user}:secret-of-{user}".encode()).decode()
+
+    config = write_config(tmp_path, {"auths": {
+        "https://index.docker.io/v1/": {"auth": auth("hub-user")},
+        "mirror.example:5000": {"auth": auth("mirror-user")},
+    }})
+    settings = RegistrySettings(mirrors={"Docker.io": "mirror.example:5000"}, config_path=config, environ={},
+                                insecure_registries=frozenset({"mirror.example:5000"}))
+    client = RegistryClient("docker.io", settings)
+    try:
+        assert str(client.base) == "http://mirror.example:5000"
+        creds = client.auth.credentials
+        assert creds is not None and creds.username == "mirror-user"
+    finally:
+        client.close()
+    plain = RegistryClient("docker.io", RegistrySettings(config_path=config, environ={}))
+    try:
+        assert str(plain.base) == "https://registry-1.docker.io"
+        assert plain.auth.credentials is not None and plain.auth.credentials.username == "hub-user"
+    finally:
+        plain.close()

@@ -77,6 +77,14 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         help="Docker config.json with credentials (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json)",
     )
     group.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="REGISTRY=HOST",
+        help="fetch REGISTRY's manifests and blobs from the mirror HOST[:PORT] (e.g. docker.io=mirror.example:5000; "
+        "repeatable); tags and push dates still come from the registry's own API, digests are verified as always",
+    )
+    group.add_argument(
         "--max-concurrency",
         type=positive_int,
         default=DEFAULT_CONCURRENCY,
@@ -103,7 +111,14 @@ def registry_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
     config = args.registry_config.expanduser() if args.registry_config else None
     if config is not None and not config.is_file():
         raise UsageError(f"--registry-config: {config} is not a file")
+    mirrors = {}
+    for item in args.registry_mirror:
+        name, sep, host = item.partition("=")
+        if not sep or not name.strip() or not host.strip():
+            raise UsageError(f"--registry-mirror: give REGISTRY=HOST[:PORT], not {item!r}")
+        mirrors[name.strip()] = host.strip()
     return RegistrySettings(
+        mirrors=mirrors,
         insecure_registries=frozenset(args.insecure_registry),
         username=username,
         password=password,

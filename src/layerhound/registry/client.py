@@ -151,8 +151,9 @@ class RegistryClient:
     ) -> None:
         self.registry = registry
         self.options = options
-        api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
-        scheme = "http" if options.is_insecure(registry) or options.is_insecure(api_host) else "https"
+        mirror = options.mirror_of(registry)
+        api_host = mirror or (DOCKER_HUB_API if registry == DOCKER_HUB else registry)
+        scheme = "http" if options.is_insecure(api_host) or (not mirror and options.is_insecure(registry)) else "https"
         self.base = httpx.URL(f"{scheme}://{api_host}")
         self.retry = options.retry
         self.slots = HostSlots(options.max_concurrency)
@@ -160,9 +161,10 @@ class RegistryClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._store = options.credential_store()
+        credentials_for = mirror or registry  # a mirror never receives the mirrored registry's credentials
         self.auth = Authenticator(
             registry,
-            lambda: self._store.lookup(registry),
+            lambda: self._store.lookup(credentials_for),
             self._send_unauthenticated,
             may_send_secrets=self._may_send_secrets,
             clock=clock,

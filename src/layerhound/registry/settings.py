@@ -59,6 +59,10 @@ class RegistrySettings:
     """Stop pulling from a host whose ``ratelimit-remaining`` is down to this many pulls."""
     environ: Mapping[str, str] | None = field(default=None, repr=False)
     """Environment for ``DOCKER_CONFIG`` lookups; None: ``os.environ``."""
+    mirrors: Mapping[str, str] = field(default_factory=dict)
+    """Registry → ``host[:port]`` that serves its content instead (``docker.io`` → a pull-through
+    mirror). Names, tags and dates still come from the registry's own API (Docker Hub's tag API);
+    manifests and blobs, verified by digest as always, from the mirror."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -69,6 +73,7 @@ class RegistrySettings:
         object.__setattr__(self, "insecure_registries", hosts)
         if self.environ is not None and not isinstance(self.environ, dict):
             object.__setattr__(self, "environ", dict(self.environ))  # os.environ does not pickle
+        object.__setattr__(self, "mirrors", {k.strip().lower(): v.strip() for k, v in dict(self.mirrors).items()})
 
     @classmethod
     def from_environment(
@@ -82,6 +87,10 @@ class RegistrySettings:
             values.update(username=user, password=password)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    def mirror_of(self, registry: str) -> str | None:
+        """The host that serves ``registry``'s manifests and blobs, if a mirror was given."""
+        return self.mirrors.get(registry.lower())
 
     def is_insecure(self, host: str) -> bool:
         """Whether ``host`` (``name[:port]``) may be reached over plain HTTP."""
