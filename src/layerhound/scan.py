@@ -18,13 +18,14 @@ from typing import Protocol
 
 from layerhound.assess.verdict import assess_image
 from layerhound.detectors.base import Detector
-from layerhound.errors import InternalError, ScanError
+from layerhound.errors import InternalError, ReferenceError_, ScanError
 from layerhound.layers.layer import Layer
 from layerhound.layers.walk import walk_layer
 from layerhound.model import Failure, ImageResult, LayerResult, Verdict
 from layerhound.registry.session import RegistrySession
 from layerhound.sources import open_images
-from layerhound.sources.base import Image, ManifestImage
+from layerhound.sources.base import Image
+from layerhound.sources.refs import DOCKER, parse_reference
 from layerhound.store.cache import LayerCache
 from layerhound.store.layer_rows import StoredLayer
 
@@ -98,7 +99,7 @@ def scan_image(
     observer = observer or SilentObserver()
     done: list[LayerResult] = []
     platform: str | None = None
-    if cache is not None and isinstance(image, ManifestImage):
+    if cache is not None:
         image.memo = cache
     try:
         platform = image.platform
@@ -155,21 +156,31 @@ def scan_references(
     it had to read. Registry references are reached through ``session``.
     """
     for reference in references:
+        source = source_of(reference)
         try:
             images = open_images(reference, platform, session)
         except ScanError as exc:
             result = error_result(reference, exc)
-            if observer is not None:
-                observer.image_finished(result)
-            yield result
-            continue
         except MemoryError:
             raise
         except Exception as exc:  # a bug inside a source: that reference's error, not the end of the run
             result = error_result(reference, internal_error(reference, exc))
-            if observer is not None:
-                observer.image_finished(result)
-            yield result
+        else:
+            for image in images:
+                judged = scan_image(image, detectors, observer, cache=cache)
+                judged.source = source
+                yield judged
             continue
-        for image in images:
-            yield scan_image(image, detectors, observer, cache=cache)
+        result.source = source
+        if observer is not None:
+            observer.image_finished(result)
+        yield result
+
+
+def source_of(reference: str) -> str | None:
+    """Where a reference's images come from, as reports name it: ``registry``, ``oci``, ``docker-archive``…"""
+    try:
+        transport = parse_reference(reference).transport
+    except ReferenceError_:
+        return None
+    return "registry" if transport == DOCKER else transport

@@ -109,6 +109,7 @@ def test_an_error_keeps_its_kind_status_and_retryability(tmp_path: Path, capsys:
     [image] = report["images"]
     assert status == 2
     assert image["failure"] == {"kind": "source", "message": image["error"], "status": None, "retryable": False}
+    assert image["source"] == "oci"
 
 
 def test_a_bug_inside_a_source_is_that_references_error(

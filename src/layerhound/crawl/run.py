@@ -49,9 +49,9 @@ from layerhound.model import Failure, ImageResult, LayerResult, Verdict
 from layerhound.registry.hub import parse_timestamp
 from layerhound.registry.session import RegistrySession
 from layerhound.registry.tags import tag_history
-from layerhound.scan import error_result, failure_of, internal_error
+from layerhound.scan import error_result, failure_of, internal_error, source_of
 from layerhound.sources import open_images
-from layerhound.sources.base import Image, ManifestImage
+from layerhound.sources.base import Image
 from layerhound.store.results import ImageRow, ResultStore
 
 DECODED_LAYERS = 64
@@ -308,8 +308,7 @@ class Crawler:
         try:
             images = open_images(unit.reference, self.platform, self.session)
             for opened in images:
-                if isinstance(opened, ManifestImage):
-                    opened.memo = self.store  # configs kept in the store: read once per crawl history
+                opened.memo = self.store  # configs kept in the store: read once per crawl history
         except PullBudgetExhausted as exc:
             raise _StopCrawl(self._budget_message(exc)) from None
         except ScanError as exc:
@@ -581,7 +580,7 @@ def stored_result(store: ResultStore, digest: str, label: str, rules: str) -> Im
         base=base,
         error=failure.message if failure is not None else None,
         failure=failure,
-        source="registry" if label and not label.startswith(("oci", "docker-archive", "rootfs", "file")) else None,
+        source=source_of(label),
     )
 
 

@@ -65,6 +65,11 @@ class Image(ABC):
     """The reference as the user should see it in reports."""
     digest: str | None
     """Digest of the image manifest, None for host sources (rootfs, file)."""
+    memo: ConfigMemo | None = None
+    """Where the config may be kept between runs (the layer cache, a crawl's store).
+    A source whose config is a content-addressed blob reads it from there when
+    present, so a fully known image needs no blob from its source; others ignore it."""
+
     @property
     def platform(self) -> str | None:
         """``os/arch[/variant]`` from the config, when it says (None for host sources)."""
@@ -122,10 +127,6 @@ class ConfigMemo(Protocol):
 
 class ManifestImage(Image):
     """An image described by an OCI / Docker v2 schema 2 manifest in a blob store."""
-
-    memo: ConfigMemo | None = None
-    """Set by the scanner when a cache is in use: the config is then read from
-    it when present, so a fully cached image needs no blob from its source."""
 
     def __init__(
         self,
