@@ -300,3 +300,27 @@ def test_an_unusable_cache_is_a_warning_not_a_failure(
     out, err = capsys.readouterr()
     assert status == 1 and json.loads(out)["images"][0]["verdict"] == "backdoored-dormant"
     assert "layerhound: warning:" in err and "without the layer cache" in err
+
+
+def test_findings_inside_archives_survive_the_cache(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                   implant_so: bytes) -> None:
+    """A packaged implant is found inside an archive; the cached re-scan must find it too (stored per detector)."""
+    import io
+    import tarfile
+
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as archive:
+        info = tarfile.TarInfo("usr/lib/x86_64-linux-gnu/liblzma.so.5.6.1")
+        info.size = len(implant_so)
+        archive.addfile(info, io.BytesIO(implant_so))
+    layout = tmp_path / "layout"
+    write_oci(layout, ImageSpec([Layer.files({"/opt/backup/xz.tar.gz": file(packed.getvalue())})]), tag="packed")
+    cache = str(tmp_path / "cache")
+    _, first = scan(capsys, "--cache-dir", cache, f"oci:{layout}:packed")
+    _, second = scan(capsys, "--cache-dir", cache, f"oci:{layout}:packed")
+    assert cached_flags(second) == [[True]]
+    assert verdicts(first) == verdicts(second)
+    assert [i["verdict"] for i in second["images"]] == ["backdoored-dormant"]
+    [archive_findings] = [[f for f in image["findings"] if f["kind"] == "archive"] for image in second["images"]]
+    assert archive_findings and all(f["detector"] for f in archive_findings)
+    assert second["images"][0]["findings"] == first["images"][0]["findings"]

@@ -256,7 +256,20 @@ def test_from_file_with_kubectl_pods_names_the_workloads(
         assert [w[:3] for w in store.workloads()] == [
             ("ops", "cron-1", "cron"), ("shop", "web-5d9f", "init"), ("shop", "web-5d9f", "web"),
         ]
+        web = world.images["team/web:v4"].written
+        assert web is not None and store.workloads()[2][4] == web.manifest_digest  # the digest it runs
         assert len(store.verdicts(verdict_version())) == 3  # only those images, not their repositories
+    # Two pods on the same image, by two names: both are named (the image is judged once).
+    pods["items"].append({"kind": "Pod", "metadata": {"namespace": "shop", "name": "web-6e0a"},
+                          "spec": {"containers": [{"name": "web", "image": f"{host}/team/web@{web.manifest_digest}"}]}})
+    listing.write_text(json.dumps(pods))
+    status = main(["crawl", "--insecure-registry", host, "--db", db, "--no-progress", "--format", "json",
+                   "--from", str(listing)])
+    document = json.loads(capsys.readouterr().out)
+    assert status == 1
+    named = {(w["namespace"], w["pod"], w["container"]): w["verdict"] for w in document["workloads"]}
+    assert named[("shop", "web-6e0a", "web")] == named[("shop", "web-5d9f", "web")] == "backdoored-dormant"
+    assert len(named) == 4
 
     lines = tmp_path / "repos.txt"
     lines.write_text(f"# a comment\n{host}/team/api:a3\n\ndocker://{host}/team/api:a4  # trailing\n")

@@ -485,6 +485,13 @@ def test_a_mirror_gets_its_own_credentials_never_the_mirrored_registrys(tmp_path
         assert creds is not None and creds.username == "mirror-user"
     finally:
         client.close()
+    # Credentials given on the command line are for the registry, never for its mirror.
+    given = RegistryClient("docker.io", settings.replace(username="cli-user", password="cli-secret"))
+    try:
+        creds = given.auth.credentials
+        assert creds is not None and creds.username == "mirror-user"
+    finally:
+        given.close()
     plain = RegistryClient("docker.io", RegistrySettings(config_path=config, environ={}))
     try:
         assert str(plain.base) == "https://registry-1.docker.io"

@@ -11,7 +11,7 @@ import pytest
 from layerhound.model import Failure, Finding, ImageResult, Indicates, Kind, Verdict
 from layerhound.store.db import StoreError, parse_db_url
 from layerhound.store.results import ResultStore, default_db_url
-from layerhound.store.schema import LATEST
+from layerhound.store.schema import LATEST, MIGRATIONS
 
 DIGEST = "sha256:" + "cd" * 32
 
@@ -44,8 +44,24 @@ def test_migrations_are_applied_once_and_recorded(tmp_path: Path) -> None:
         thread.join()
     assert not errors
     with sqlite3.connect(tmp_path / "results.sqlite3") as conn:
-        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(LATEST,)]
+        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(v,) for v, _, _ in MIGRATIONS]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_older_store_is_migrated_on_open_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A store written by the first schema (no workload digests) gains the column; nothing is lost."""
+    path = tmp_path / "results.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        version, _, statements = MIGRATIONS[0]
+        for statement in statements:
+            conn.execute(statement.format(blob="BLOB"))
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+        conn.execute("INSERT INTO workloads VALUES ('shop', 'web-1', 'web', 'nginx:1.25', 0)")
+    with ResultStore.open(url(tmp_path)) as store:
+        assert store.workloads() == [("shop", "web-1", "web", "nginx:1.25", None)]
+        store.put_workload("shop", "web-1", "web", "nginx:1.25", DIGEST)
+        assert store.workloads()[0][4] == DIGEST
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -18,6 +18,10 @@ from layerhound.assess.reachability import assess_reachability
 from layerhound.fs.merged import MergedView, ViewCache
 from layerhound.model import Finding, ImageResult, Indicates, Kind, LayerResult, Verdict
 
+ASSESS_VERSION = 1
+"""Bump whenever the same layer results could give another verdict or other reasons (the ladder,
+reachability, attribution): a crawl's stored verdicts are keyed by it and judged again."""
+
 
 def _short(digest: str | None) -> str:
     if not digest:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from layerhound.errors import UsageError
 from layerhound.model import ImageResult, Verdict
 from layerhound.registry.session import RegistrySession
 from layerhound.registry.tags import date_window
-from layerhound.report.json_report import render_json
+from layerhound.report.json_report import scan_document
 from layerhound.report.table import render_table
 from layerhound.sources.manifest import parse_platform
 from layerhound.store.results import ResultStore
@@ -104,7 +105,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"layerhound: {summary.stop_reason}", file=sys.stderr)
     fail_on = FAIL_ON_ALIASES[args.fail_on]
     if args.format == OutputFormat.JSON.value:
-        text = render_json(summary.results, rules_version())
+        document = scan_document(summary.results, rules_version())
+        if summary.workloads:
+            document["workloads"] = [
+                {"namespace": ns, "pod": pod, "container": container, "image": image, "ref": result.ref,
+                 "digest": result.digest, "verdict": result.verdict.value}
+                for ns, pod, container, image, result in summary.workloads
+            ]
+        text = json.dumps(document, indent=2) + "\n"
     else:
         text = render_table(summary.results, color=use_color(args.output))
         text += _workload_lines(summary.workloads, fail_on)

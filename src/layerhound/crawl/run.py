@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from layerhound import __version__
-from layerhound.assess.verdict import assess_image
+from layerhound.assess.verdict import ASSESS_VERSION, assess_image
 from layerhound.crawl.executor import Executor, TaskFuture
 from layerhound.crawl.targets import Target
 from layerhound.crawl.worker import LayerOutcome, judge_layer_task
@@ -52,6 +52,8 @@ from layerhound.registry.tags import tag_history
 from layerhound.scan import error_result, failure_of, internal_error, source_of
 from layerhound.sources import open_images
 from layerhound.sources.base import Image
+from layerhound.sources.manifest import parse_platform
+from layerhound.store.layer_rows import StoredLayer
 from layerhound.store.results import ImageRow, ResultStore
 
 DECODED_LAYERS = 64
@@ -59,8 +61,8 @@ DECODED_LAYERS = 64
 
 
 def verdict_version(detectors: Sequence[Detector] = ALL_DETECTORS) -> str:
-    """What a stored verdict depends on: the detectors' rules and the walk."""
-    return f"{rules_version(detectors)}+{walk_version()}"
+    """What a stored verdict depends on: the detectors' rules, the walk and the assessment."""
+    return f"{rules_version(detectors)}+{walk_version()}+a{ASSESS_VERSION}"
 
 
 class CrawlObserver(Protocol):
@@ -128,6 +130,11 @@ _Key = tuple[str, str | None]
 """A layer task's identity: blob digest and the diff_id it must have."""
 
 
+def _key_of(layer: Layer) -> _Key:
+    """Layers without a digest (host sources) are never the same layer as another."""
+    return (layer.digest, layer.diff_id) if layer.digest else (f"host-layer-{id(layer)}", None)
+
+
 @dataclass
 class _Unit:
     """One thing to open: a tag's digest or a reference."""
@@ -184,12 +191,17 @@ class Crawler:
         self.covered: dict[str, str] = {}
         """image digest → label, every image of this crawl, in order."""
         self._inflight: dict[_Key, TaskFuture] = {}
-        self._layers: dict[_Key, Layer] = {}
-        """The layer of every task handed out and not yet finished."""
+        self._layers: dict[_Key, tuple[Layer, tuple[str, ...], StoredLayer | None]] = {}
+        """Every task handed out and not yet finished: its layer, detectors, and what was stored of it."""
         self._done: set[_Key] = set()
         self._failed: dict[_Key, Failure] = {}
         self._pending: list[_Pending] = []
-        self._decoded: OrderedDict[str, LayerResult] = OrderedDict()
+        self._decoded: OrderedDict[_Key, LayerResult] = OrderedDict()
+        self._kept: dict[_Key, LayerResult] = {}
+        """Results this crawl could not store whole (a detector failed on a file, a host layer)."""
+        self._resolved: dict[str, str | None] = {}
+        """Target text → the digest it resolved to (for naming workloads)."""
+        self.filter = parse_platform(platform)
         self._views = ViewCache()
         """Merged views of shared bases: each derived image applies only its own layers."""
         self._errors: dict[str, ImageResult] = {}
@@ -252,15 +264,21 @@ class Crawler:
         if digest is None and target.tag is not None:
             try:
                 digest = self.session.client(target.registry).resolve(target.repository, target.tag).digest
-            except PullBudgetExhausted as exc:
-                raise _StopCrawl(self._budget_message(exc)) from None
-            except (RegistryError, ScanError) as exc:
+            except RegistryError as exc:
+                self._stop_if_rate_limited(exc)
+                self._record_error(label, label, exc)
+                return []
+            except ScanError as exc:
                 self._record_error(label, label, exc)
                 return []
             reference = f"docker://{name}@{digest}"
-        if target.tag is not None and digest is not None:
+            # Only what the registry says now is a tag observation (not a digest a pod once pulled).
             self.store.observe_tag(name, target.tag, digest, None, None)
             self.counts.tags += 1
+        if target.workload is not None and digest is not None:
+            w = target.workload
+            self.store.put_workload(w.namespace, w.pod, w.container, target.text, digest)
+        self._resolved[target.text] = digest
         return [_Unit(label, reference, digest)]
 
     def _tag_units(self, target: Target, name: str) -> list[_Unit]:
@@ -269,9 +287,8 @@ class Crawler:
                 f"docker://{name}", self.session, self.since, self.until, self.globs, self.platform,
                 hub_api=self.hub_api, known=self._known_digest, configs=self.store,
             )
-        except PullBudgetExhausted as exc:
-            raise _StopCrawl(self._budget_message(exc)) from None
         except RegistryError as exc:
+            self._stop_if_rate_limited(exc)
             self._record_error(name, name, exc)
             return []
         self.counts.repositories += 1
@@ -292,33 +309,51 @@ class Crawler:
         """A digest whose images the store has: their platforms and build dates, nothing fetched."""
         children = self.store.children(digest)
         images = [self.store.image(image) for image, _ in children]
-        if not children or any(image is None for image in images):
+        if not children or not self.store.children_complete(digest) or any(image is None for image in images):
             return None
         return [(image.platform, parse_timestamp(image.created)) for image in images if image is not None]
 
     # -- opening images ------------------------------------------------------
 
+    def _already_judged(self, digest: str) -> list[str] | None:
+        """The images of a tag's digest when every one this crawl asks for is judged (None: fetch it).
+
+        An unfiltered crawl trusts only a complete record of an index's
+        children; a ``--platform`` crawl needs those of its platform.
+        """
+        children = self.store.children(digest)
+        if self.filter is None:
+            wanted = children if self.store.children_complete(digest) else []
+        else:
+            wanted = [(c, p) for c, p in children if p is None or self.filter.matches(p)]
+        if wanted and all(self.store.judged(image, self.rules) for image, _ in wanted):
+            return [image for image, _ in wanted]
+        return None
+
     def _open(self, unit: _Unit) -> None:
         if unit.digest is not None:
-            children = self.store.children(unit.digest)
-            if children and all(self.store.judged(image, self.rules) for image, _ in children):
-                for child, _ in children:
+            judged = self._already_judged(unit.digest)
+            if judged is not None:
+                for child in judged:
                     self._skip(child, unit.label)
                 return
         try:
             images = open_images(unit.reference, self.platform, self.session)
             for opened in images:
                 opened.memo = self.store  # configs kept in the store: read once per crawl history
-        except PullBudgetExhausted as exc:
-            raise _StopCrawl(self._budget_message(exc)) from None
+        except RegistryError as exc:
+            self._stop_if_rate_limited(exc)
+            self._unit_failed(unit, exc)
+            return
         except ScanError as exc:
             self._unit_failed(unit, exc)
             return
         except Exception as exc:  # a bug inside a source: this unit's error, the crawl goes on
             self._unit_failed(unit, internal_error(unit.label, exc))
             return
-        if unit.digest is not None:
-            self.store.put_children(unit.digest, [(i.digest or unit.digest, i.platform) for i in images])
+        if unit.digest is not None:  # complete only when no platform filter left some out
+            children = [(i.digest or unit.digest, i.platform) for i in images]
+            self.store.put_children(unit.digest, children, complete=self.filter is None)
         for opened in images:
             self._queue(opened, unit)
 
@@ -341,7 +376,7 @@ class Crawler:
         digest = image.digest or unit.digest or unit.reference
         if digest in self.covered:
             return
-        if self.store.judged(digest, self.rules):
+        if image.digest is not None and self.store.judged(digest, self.rules):  # a host source may have changed
             self._skip(digest, unit.label)
             return
         self.covered[digest] = unit.label
@@ -350,9 +385,12 @@ class Crawler:
             platform = image.platform
             config = image.config
             layers = image.layers
-        except PullBudgetExhausted as exc:
-            del self.covered[digest]
-            raise _StopCrawl(self._budget_message(exc)) from None
+        except RegistryError as exc:
+            if isinstance(exc, PullBudgetExhausted) or exc.status == 429:
+                del self.covered[digest]
+            self._stop_if_rate_limited(exc)
+            self._fail_image(digest, unit.label, platform, exc)
+            return
         except ScanError as exc:
             self._fail_image(digest, unit.label, platform, exc)
             return
@@ -373,11 +411,11 @@ class Crawler:
             )
         )
         pending = _Pending(image, unit.label, digest, platform, config, layers, set())
-        to_walk: list[tuple[Layer, tuple[str, str | None], list[Detector]]] = []
+        to_walk: list[tuple[Layer, _Key, list[Detector], StoredLayer | None]] = []
         for layer, hit in zip(layers, self.store.layers.lookup(layers, self.detectors), strict=True):
             if layer.digest:
                 self.store.put_layer(layer.digest, layer.diff_id, layer.size, layer.media_type)
-            key = (layer.digest or "", layer.diff_id)
+            key = _key_of(layer)
             missing = hit.missing(self.detectors) if hit is not None else list(self.detectors)
             if not missing or key in self._done:
                 self.counts.layers_stored += not missing
@@ -387,22 +425,25 @@ class Crawler:
                 self._store_result(digest, error_result(unit.label, _Failed(failure), digest, platform), False)
                 return
             pending.waiting.add(key)
-            if key not in self._inflight and all(key != k for _, k, _ in to_walk):
-                to_walk.append((layer, key, missing))
+            if key not in self._inflight and all(key != k for _, k, _, _ in to_walk):
+                to_walk.append((layer, key, missing, hit))
         self._pending.append(pending)
-        for layer, key, missing in to_walk:
-            self._dispatch(layer, key, missing)
+        for layer, key, missing, hit in to_walk:
+            self._dispatch(layer, key, missing, hit)
         self._assess_ready()
 
-    def _dispatch(self, layer: Layer, key: tuple[str, str | None], missing: Sequence[Detector]) -> None:
+    def _dispatch(self, layer: Layer, key: _Key, missing: Sequence[Detector], hit: StoredLayer | None) -> None:
         names = tuple(d.name for d in missing)
-        self._layers[key] = layer
+        self._layers[key] = (layer, names, hit)
         self.observer.layer_queued(layer.size)
         ref = layer.ref
         if ref is None:  # a host source: nothing to hand out, walk it here
-            self._finished(self._walk_here(layer, names))
+            self._finished(key, self._walk_here(layer, names))
             return
-        self._inflight[key] = self.executor.submit(judge_layer_task, ref, self.session.settings, names)
+        try:
+            self._inflight[key] = self.executor.submit(judge_layer_task, ref, self.session.settings, names)
+        except Exception as exc:  # a broken pool, a lost cluster: this layer fails, the crawl goes on
+            self._finished(key, self._lost(layer, names, exc))
 
     def _walk_here(self, layer: Layer, names: tuple[str, ...]) -> LayerOutcome:
         try:
@@ -410,6 +451,13 @@ class Crawler:
         except ScanError as exc:
             return LayerOutcome(layer.digest, layer.diff_id, names, failure=failure_of(exc))
         return LayerOutcome(layer.digest, layer.diff_id, names, result=result)
+
+    @staticmethod
+    def _lost(layer: Layer, names: tuple[str, ...], exc: BaseException) -> LayerOutcome:
+        """The outcome of a task whose worker died (out of memory, killed, the pool broken)."""
+        message = (f"the worker judging layer {layer.digest} was lost ({type(exc).__name__}: {exc}); "
+                   "a later crawl tries it again")
+        return LayerOutcome(layer.digest, layer.diff_id, names, failure=Failure("worker", message, None, True))
 
     # -- results -------------------------------------------------------------
 
@@ -420,11 +468,17 @@ class Crawler:
         for key, future in list(self._inflight.items()):
             if future in done:
                 del self._inflight[key]
-                self._finished(future.result())
+                try:
+                    outcome = future.result()
+                except MemoryError:
+                    raise
+                except Exception as exc:  # BrokenProcessPool, KilledWorker, a worker's MemoryError
+                    layer, names, _ = self._layers[key]
+                    outcome = self._lost(layer, names, exc)
+                self._finished(key, outcome)
 
-    def _finished(self, outcome: LayerOutcome) -> None:
-        key = (outcome.digest or "", outcome.diff_id)
-        layer = self._layers.pop(key)
+    def _finished(self, key: _Key, outcome: LayerOutcome) -> None:
+        layer, _, hit = self._layers.pop(key)
         self.observer.layer_finished(outcome, layer.size)
         if outcome.failure is not None or outcome.result is None:
             failure = outcome.failure or Failure("internal", f"layer {outcome.digest}: no result")
@@ -437,11 +491,14 @@ class Crawler:
         self.counts.layers_walked += 1
         self.counts.bytes_walked += outcome.result.stats.bytes_uncompressed
         ran = [d for d in self.detectors if d.name in outcome.detectors]
-        partial = len(ran) < len(self.detectors)
-        self.store.layers.store(layer, outcome.result, ran, with_walk=not partial)
+        partial = hit is not None and len(ran) < len(self.detectors)
+        stored = self.store.layers.store(layer, outcome.result, ran, with_walk=not partial)
+        whole = hit.with_fresh(outcome.result, self.detectors) if hit is not None and partial else outcome.result
         self._done.add(key)
-        if not partial:
-            self._remember(key[0], outcome.result)
+        if stored and not outcome.result.stats.detector_errors and layer.digest:
+            self._remember(key, whole)
+        else:  # not (all) in the store: kept for every image of this crawl that needs it
+            self._kept[key] = whole
         for pending in self._pending:
             pending.waiting.discard(key)
         self._assess_ready()
@@ -465,23 +522,26 @@ class Crawler:
         self._store_result(pending.digest, result, skipped=False)
 
     def _layer_results(self, layers: Sequence[Layer]) -> list[LayerResult]:
-        results: list[LayerResult | None] = [self._decoded.get(layer.digest or "") for layer in layers]
-        missing = [layer for layer, result in zip(layers, results, strict=True) if result is None]
-        if missing:
-            stored = self.store.layers.lookup(missing, self.detectors)
-            fetched = {}
-            for layer, hit in zip(missing, stored, strict=True):
-                if hit is None or hit.missing(self.detectors):
-                    raise ScanError(f"layer {layer.digest} was judged but its result is not in the store")
-                fetched[layer.digest or ""] = hit.result(layer, self.detectors)
-                self._remember(layer.digest or "", fetched[layer.digest or ""])
-            results = [r if r is not None else fetched[layer.digest or ""] for layer, r in zip(layers, results,
-                                                                                                strict=True)]
-        return [r for r in results if r is not None]
+        results: list[LayerResult] = []
+        for layer in layers:
+            key = _key_of(layer)
+            result = self._kept.get(key) or self._decoded.get(key)
+            if result is not None:
+                if key in self._decoded:
+                    self._decoded.move_to_end(key)
+                results.append(result)
+                continue
+            [hit] = self.store.layers.lookup([layer], self.detectors)
+            if hit is None or hit.missing(self.detectors):
+                raise ScanError(f"layer {layer.digest} was judged but its result is not in the store")
+            result = hit.result(layer, self.detectors)
+            self._remember(key, result)
+            results.append(result)
+        return results
 
-    def _remember(self, digest: str, result: LayerResult) -> None:
-        self._decoded[digest] = result
-        self._decoded.move_to_end(digest)
+    def _remember(self, key: _Key, result: LayerResult) -> None:
+        self._decoded[key] = result
+        self._decoded.move_to_end(key)
         while len(self._decoded) > DECODED_LAYERS:
             self._decoded.popitem(last=False)
 
@@ -502,6 +562,11 @@ class Crawler:
             self.counts.errors += 1
         self.store.put_verdict(digest, self.rules, result)
         self.observer.image_finished(result, skipped)
+
+    def _stop_if_rate_limited(self, exc: RegistryError) -> None:
+        """The pull budget at its reserve, or a 429 the retries could not outlast: stop the crawl cleanly."""
+        if isinstance(exc, PullBudgetExhausted) or exc.status == 429:
+            raise _StopCrawl(self._budget_message(exc)) from None
 
     def _budget_message(self, exc: RegistryError) -> str:
         return (
@@ -533,10 +598,17 @@ class Crawler:
         for target in targets:
             if target.workload is None:
                 continue
-            for digest, label in self.covered.items():
-                if target.digest == digest or label == _label_of(target):
-                    w = target.workload
-                    found.append((w.namespace, w.pod, w.container, target.text, self.result(digest, label)))
+            w = target.workload
+            digest = self._resolved.get(target.text)
+            if digest is None:
+                result = self._errors.get(_label_of(target)) or error_result(
+                    target.text, ScanError(f"{target.text}: could not be resolved"))
+                found.append((w.namespace, w.pod, w.container, target.text, result))
+                continue
+            images = [image for image, _ in self.store.children(digest)] or [digest]
+            for image in images:
+                label = self.covered.get(image, target.text)
+                found.append((w.namespace, w.pod, w.container, target.text, self.result(image, label)))
         return found
 
 

@@ -133,12 +133,12 @@ def _pod_images(pod: dict[str, Any], where: str) -> list[Target]:
     assert isinstance(spec, dict) and isinstance(status, dict)
     pulled = {}
     for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
-        for entry in status.get(key) or []:
+        for entry in _list(status.get(key)):
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
                 pulled[entry["name"]] = _pulled_digest(entry.get("imageID"))
     targets = []
     for key in ("initContainers", "containers", "ephemeralContainers"):
-        for container in spec.get(key) or []:
+        for container in _list(spec.get(key)):
             if not isinstance(container, dict) or not isinstance(container.get("image"), str):
                 continue
             cname = str(container.get("name") or "?")
@@ -153,6 +153,10 @@ def _pod_images(pod: dict[str, Any], where: str) -> list[Target]:
                 target = Target(image, target.registry, target.repository, target.tag, digest, False, workload)
             targets.append(target)
     return targets
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _pulled_digest(image_id: Any) -> str | None:

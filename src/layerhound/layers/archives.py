@@ -639,6 +639,7 @@ def finding_inside(finding: Finding, scope: Scope, member: str, member_sha256: s
         layer=finding.layer,
         sha256=scope.sha256,
         evidence=evidence,
+        detector=finding.detector,
     )
 
 

@@ -101,7 +101,9 @@ def candidates(store: ResultStore, rules: str, repository: str) -> list[Candidat
     for row in latest.values():
         images = [image for image, _ in store.children(row.digest)] or [row.digest]
         judged = [verdicts[i].verdict for i in images if i in verdicts]
-        worst = max(judged, key=lambda v: v.rank) if len(judged) == len(images) else None
+        worst: Verdict | None = None  # not judged whole: no candidate yet
+        if len(judged) == len(images):  # an image that could not be judged makes the tag no clean one
+            worst = Verdict.ERROR if Verdict.ERROR in judged else max(judged, key=lambda v: v.rank)
         date = row.date
         if date is None:
             created = [store.image(i) for i in images]
@@ -125,7 +127,7 @@ def newest_clean(
         prober.list_tags(repository)
     found = candidates(store, rules, repository)
     for index, candidate in enumerate(found):
-        if candidate.verdict is None and prober is not None:
+        if candidate.verdict in (None, Verdict.ERROR) and prober is not None:  # judge it (again)
             prober.judge(f"{candidate.repository}:{candidate.tag}")
             candidate = next((c for c in candidates(store, rules, repository) if c.tag == candidate.tag), candidate)
             found[index] = candidate

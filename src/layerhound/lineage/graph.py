@@ -90,6 +90,7 @@ class Lineage:
         for node in nodes.values():
             if node.image.diff_ids:
                 by_chain.setdefault(node.image.diff_ids, []).append(node)
+        self._by_chain = by_chain
         for same in by_chain.values():
             same.sort(key=lambda n: (n.image.created or "", n.digest))
         for node in nodes.values():
@@ -132,7 +133,17 @@ class Lineage:
             stack.extend((depth + 1, grandchild) for grandchild in reversed(node.children))
 
     def nearest_infected(self, digest: str) -> Node | None:
-        return next((node for node in self.ancestors(digest) if node.infected), None)
+        """The closest infected image below ``digest``: at each level every image with that chain counts
+        (a clean or unjudged twin with the same layers must not hide an infected one)."""
+        node = self.nodes.get(digest)
+        if node is None:
+            return None
+        chain = node.image.diff_ids
+        for length in range(len(chain) - 1, 0, -1):
+            infected = [n for n in self._by_chain.get(chain[:length], []) if n.infected]
+            if infected:
+                return min(infected, key=lambda n: (n.image.created or "", n.digest))
+        return None
 
     def infected_bases(self) -> list[Node]:
         """Infected images with no infected image below them: where an infection starts."""
@@ -153,7 +164,8 @@ class Lineage:
         matches = []
         for node in self.nodes.values():
             for name in node.names:
-                if digest and name.repository.endswith(repo) and digest in (name.digest, node.digest):
+                same_repository = name.repository == repo or name.repository.endswith("/" + repo)
+                if digest and same_repository and digest in (name.digest, node.digest):
                     matches.append(node)
                     break
                 if not digest and (str(name) == wanted or str(name).endswith("/" + wanted)) and name.current:
@@ -172,6 +184,7 @@ def _name_order(name: Name) -> tuple[bool, str, str]:
 
 
 def _names_by_image(tags: list[TagRow], store: ResultStore) -> dict[str, list[Name]]:
+    children = store.all_children()
     """Every (repository, tag) each image digest was seen under, with whether the tag still points there."""
     latest: dict[tuple[str, str], TagRow] = {}
     for row in tags:
@@ -184,7 +197,7 @@ def _names_by_image(tags: list[TagRow], store: ResultStore) -> dict[str, list[Na
     for row in tags:
         current = latest[(row.repository, row.tag)].digest == row.digest
         name = Name(current, row.repository, row.tag, row.digest)
-        images = [image for image, _ in store.children(row.digest)] or [row.digest]
+        images = children.get(row.digest) or [row.digest]
         for image in images:
             names.setdefault(image, []).append(name)
     return names

@@ -160,8 +160,10 @@ class RegistryClient:
         self.budget = PullBudget(registry, options.pull_reserve)
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._store = options.credential_store()
-        credentials_for = mirror or registry  # a mirror never receives the mirrored registry's credentials
+        # A mirror never receives the mirrored registry's credentials, nor those given on the command
+        # line: only what Docker's config holds for the mirror's own host.
+        self._store = options.credential_store(explicit=mirror is None)
+        credentials_for = mirror or registry
         self.auth = Authenticator(
             registry,
             lambda: self._store.lookup(credentials_for),

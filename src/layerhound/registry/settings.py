@@ -98,11 +98,12 @@ class RegistrySettings:
         name = split_port(host)[0]
         return host in self.insecure_registries or name in self.insecure_registries
 
-    def credential_store(self) -> CredentialStore:
-        explicit = None
-        if self.username is not None and self.password is not None:
-            explicit = Credentials(self.username, self.password, source="the command line or environment")
-        return CredentialStore(explicit, self.config_path, self.environ)
+    def credential_store(self, explicit: bool = True) -> CredentialStore:
+        """Where credentials come from; ``explicit`` False leaves out the command line's."""
+        given = None
+        if explicit and self.username is not None and self.password is not None:
+            given = Credentials(self.username, self.password, source="the command line or environment")
+        return CredentialStore(given, self.config_path, self.environ)
 
     def replace(self, **changes: object) -> RegistrySettings:
         """A copy with some fields changed."""

@@ -8,6 +8,7 @@ a status line at most every ``PLAIN_EVERY`` seconds, never a control character.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import TextIO
@@ -16,6 +17,7 @@ from layerhound.crawl.worker import LayerOutcome
 from layerhound.model import ImageResult
 
 PLAIN_EVERY = 10.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _size(n: float) -> str:
@@ -102,6 +104,7 @@ class CrawlProgress:
             self.stream.flush()
 
     def _line(self, text: str) -> None:
+        text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)  # registry text never drives the terminal
         if self.live and self._drawn:
             self.stream.write("\r\x1b[2K")
         self.stream.write(text + "\n")

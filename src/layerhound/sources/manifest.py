@@ -52,6 +52,8 @@ def classify(doc: dict[str, Any], what: str = "manifest") -> DocKind:
     ``layers`` → manifest.
     """
     media_type = doc.get("mediaType")
+    if media_type is not None and not isinstance(media_type, str):
+        raise ManifestError(f"{what}: mediaType is not a string")
     if media_type in SCHEMA1_TYPES or "fsLayers" in doc or doc.get("schemaVersion") == 1:
         raise ManifestError(f"{what}: Docker image manifest schema 1 is not supported")
     if media_type and media_type not in INDEX_TYPES and media_type not in MANIFEST_TYPES:

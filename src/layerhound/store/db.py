@@ -64,7 +64,10 @@ class Database:
     def open(cls, url: str) -> Database:
         dialect, target = parse_db_url(url)
         if dialect == "sqlite":
-            return cls.open_sqlite(Path(target))
+            try:
+                return cls.open_sqlite(Path(target))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the results store {target}: {exc}") from None
         try:
             import psycopg
         except ImportError as exc:  # pragma: no cover - the test extra installs it
@@ -78,7 +81,10 @@ class Database:
 
     @classmethod
     def open_sqlite(cls, path: Path) -> Database:
-        """A SQLite file in WAL mode (safe with several processes, each with its own connection)."""
+        """A SQLite file in WAL mode (safe with several processes, each with its own connection).
+
+        Raises ``sqlite3.Error`` (the layer cache moves a broken file aside on that).
+        """
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -97,7 +103,7 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
         with self._lock:
-            cursor = self.conn.execute(self._sql(sql), tuple(params))
+            cursor = self.conn.execute(self._sql(sql), storable(params))
             return int(cursor.rowcount or 0)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -105,10 +111,10 @@ class Database:
             return
         with self._lock:
             if self.dialect == "sqlite":
-                self.conn.executemany(sql, [tuple(r) for r in rows])
+                self.conn.executemany(sql, [storable(r) for r in rows])
             else:
                 with self.conn.cursor() as cursor:
-                    cursor.executemany(self._sql(sql), [tuple(r) for r in rows])
+                    cursor.executemany(self._sql(sql), [storable(r) for r in rows])
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -167,6 +173,21 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+
+
+def storable(params: Sequence[Any]) -> tuple[Any, ...]:
+    """Parameters as both databases take them: text that is not valid UTF-8 (a tar member name
+    decoded with surrogateescape, a JSON ``\\ud800``) is stored with the odd characters escaped
+    (``\\udcff``) instead of failing the write, and so the crawl, on a crafted name."""
+    return tuple(_escaped(p) if isinstance(p, str) else p for p in params)
+
+
+def _escaped(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _first_line(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from typing import Protocol
 from layerhound.detectors.base import Detector
 from layerhound.model import LayerResult
 from layerhound.store.db import Database
-from layerhound.store.parts import DetectorPart, WalkPart, detector_key, join, part_version, split
+from layerhound.store.parts import DetectorPart, UnfiledResult, WalkPart, detector_key, join, part_version, split
 from layerhound.store.serialize import UndecodableResult, UnstorableResult, decode, dump_value, load_value
 
 _CHUNK = 500
@@ -134,11 +134,11 @@ class LayerRows:
         """
         if not layer.digest or result.digest != layer.digest:
             return False
-        walk, parts = split(result, detectors)
         try:
+            walk, parts = split(result, detectors)
             walk_text = dump_value(walk)
             texts = {key: dump_value(part) for key, part in parts.items() if not part.errors}
-        except UnstorableResult:
+        except (UnstorableResult, UnfiledResult):
             return False
         version, now = part_version(), int(time.time())
         with self.db.transaction():

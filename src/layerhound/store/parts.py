@@ -63,18 +63,31 @@ def part_version() -> str:
     return f"{walk_version()}+{schema_version(WalkPart)}+{schema_version(DetectorPart)}"
 
 
+class UnfiledResult(ValueError):
+    """A finding or fact of no detector in the set: storing the parts would lose it."""
+
+
 def split(result: LayerResult, detectors: Sequence[Detector]) -> tuple[WalkPart, dict[str, DetectorPart]]:
-    """The walk part and one part per detector (keyed by ``detector_key``)."""
+    """The walk part and one part per detector (keyed by ``detector_key``).
+
+    Raises ``UnfiledResult`` for a finding or fact whose ``detector`` is not
+    one of ``detectors``: silently dropping it would make a stored result say
+    less than the walk found.
+    """
     names = {d.name: detector_key(d) for d in detectors}
     parts = {key: DetectorPart() for key in names.values()}
+
+    def part_of(item: Finding | Fact) -> DetectorPart:
+        key = names.get(item.detector)
+        if key is None:
+            raise UnfiledResult(f"layer {result.digest}: {type(item).__name__} of detector {item.detector!r} "
+                                f"at {item.path} belongs to none of the detectors stored")
+        return parts[key]
+
     for finding in result.findings:
-        key = names.get(finding.detector)
-        if key is not None:
-            parts[key].findings.append(finding)
+        part_of(finding).findings.append(finding)
     for fact in result.facts:
-        key = names.get(fact.detector)
-        if key is not None:
-            parts[key].facts.append(fact)
+        part_of(fact).facts.append(fact)
     for error in result.stats.detector_errors:
         key = names.get(error.partition(":")[0])
         if key is not None:

@@ -28,11 +28,13 @@ import platformdirs
 
 from layerhound.model import Failure, Finding, ImageResult, Indicates, Kind, Verdict
 from layerhound.store.configs import get_config, put_config
-from layerhound.store.db import Database, StoreError
+from layerhound.store.db import Database, StoreError, parse_db_url
 from layerhound.store.layer_rows import LayerRows
 from layerhound.store.schema import migrate
 
 RESULTS_FILE = "results.sqlite3"
+COMPLETE = ""
+"""The ``manifests.image`` of the row that says a parent's children are all recorded."""
 
 
 def default_db_url() -> str:
@@ -108,9 +110,9 @@ class ResultStore:
     @classmethod
     def create_sqlite_dir(cls, url: str | None) -> None:
         """Make the directory of a SQLite store (private to the user)."""
-        url = url or default_db_url()
-        if url.startswith("sqlite:"):
-            path = Path(url.split(":", 1)[1].removeprefix("//"))
+        dialect, target = parse_db_url(url or default_db_url())
+        if dialect == "sqlite":
+            path = Path(target)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
@@ -184,17 +186,35 @@ class ResultStore:
 
     # -- images --------------------------------------------------------------
 
-    def put_children(self, parent: str, children: Sequence[tuple[str, str | None]]) -> None:
-        """The images (digest, platform) a tag's digest stands for (itself, or an index's manifests)."""
+    def put_children(self, parent: str, children: Sequence[tuple[str, str | None]], complete: bool = True) -> None:
+        """The images (digest, platform) a tag's digest stands for (itself, or an index's manifests).
+
+        ``complete`` False: a ``--platform`` crawl recorded only some of an
+        index's children; nobody may take them for all of them.
+        """
+        rows = [(parent, image, platform) for image, platform in children]
+        if complete:
+            rows.append((parent, COMPLETE, None))
         self.db.executemany(
             "INSERT INTO manifests (parent, image, platform) VALUES (?, ?, ?) ON CONFLICT (parent, image) DO NOTHING",
-            [(parent, image, platform) for image, platform in children],
+            rows,
         )
 
     def children(self, parent: str) -> list[tuple[str, str | None]]:
         return [(r[0], r[1]) for r in self.db.query(
-            "SELECT image, platform FROM manifests WHERE parent = ? ORDER BY image", (parent,)
+            "SELECT image, platform FROM manifests WHERE parent = ? AND image <> ? ORDER BY image", (parent, COMPLETE)
         )]
+
+    def children_complete(self, parent: str) -> bool:
+        """Whether every child of ``parent`` is recorded (an unfiltered crawl opened it)."""
+        return self.db.one("SELECT 1 FROM manifests WHERE parent = ? AND image = ?", (parent, COMPLETE)) is not None
+
+    def all_children(self) -> dict[str, list[str]]:
+        """parent → its images, for the whole store in one query."""
+        found: dict[str, list[str]] = {}
+        for parent, image in self.db.query("SELECT parent, image FROM manifests WHERE image <> ?", (COMPLETE,)):
+            found.setdefault(parent, []).append(image)
+        return found
 
     def parents(self, image: str) -> list[str]:
         return [r[0] for r in self.db.query("SELECT parent FROM manifests WHERE image = ?", (image,))]
@@ -301,17 +321,22 @@ class ResultStore:
 
     # -- workloads -----------------------------------------------------------
 
-    def put_workload(self, namespace: str, pod: str, container: str, image_ref: str) -> None:
+    def put_workload(
+        self, namespace: str, pod: str, container: str, image_ref: str, digest: str | None = None
+    ) -> None:
+        """A container of a pod, the image it names and (once resolved) the digest it runs."""
         self.db.execute(
-            "INSERT INTO workloads (namespace, pod, container, image_ref, observed_at) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (namespace, pod, container) DO UPDATE SET image_ref = excluded.image_ref,"
-            " observed_at = excluded.observed_at",
-            (namespace, pod, container, image_ref, int(time.time())),
+            "INSERT INTO workloads (namespace, pod, container, image_ref, observed_at, digest)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, pod, container) DO UPDATE SET"
+            " image_ref = excluded.image_ref, observed_at = excluded.observed_at,"
+            " digest = COALESCE(excluded.digest, workloads.digest)",
+            (namespace, pod, container, image_ref, int(time.time()), digest),
         )
 
-    def workloads(self) -> list[tuple[str, str, str, str]]:
-        return [(r[0], r[1], r[2], r[3]) for r in self.db.query(
-            "SELECT namespace, pod, container, image_ref FROM workloads ORDER BY namespace, pod, container"
+    def workloads(self) -> list[tuple[str, str, str, str, str | None]]:
+        """(namespace, pod, container, image reference, digest) of every workload seen."""
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in self.db.query(
+            "SELECT namespace, pod, container, image_ref, digest FROM workloads ORDER BY namespace, pod, container"
         )]
 
     # -- for tests and comparisons ------------------------------------------
@@ -335,7 +360,7 @@ class ResultStore:
             "verdicts": "SELECT image, rules, verdict, reasons, error, base FROM verdicts",
             "findings": "SELECT image, rules, seq, rule, kind, indicates, path, layer, in_final_fs, sha256, detector,"
             " evidence FROM findings",
-            "workloads": "SELECT namespace, pod, container, image_ref FROM workloads",
+            "workloads": "SELECT namespace, pod, container, image_ref, digest FROM workloads",
         }
         return {table: sorted(self.db.query(sql), key=repr) for table, sql in queries.items()}
 

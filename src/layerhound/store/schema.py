@@ -22,6 +22,7 @@ Tables (version 1)::
     findings            (image, rules, seq) → the finding's fields
     crawl_runs          id → tool and rules versions, started/finished, status, counts, arguments
     workloads           (namespace, pod, container) → the image reference it runs, and when seen
+                        (version 2: the digest it resolved to)
 
 Times are Unix seconds (BIGINT); documents are JSON text.
 """
@@ -75,6 +76,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX IF NOT EXISTS tag_observations_digest ON tag_observations (digest)",
             "CREATE INDEX IF NOT EXISTS manifests_image ON manifests (image)",
         ],
+    ),
+    (
+        2,
+        "the digest each workload runs, so the store can say which pods run an infected image",
+        ["ALTER TABLE workloads ADD COLUMN digest TEXT"],
     ),
 ]
 
