@@ -24,6 +24,7 @@ import concurrent.futures
 import hashlib
 import io
 import multiprocessing
+import resource
 import sys
 import tarfile
 import tempfile
@@ -102,10 +103,14 @@ def judge_layers(refs: list[LayerRef], settings: RegistrySettings, jobs: int) ->
 
 def crawl(registry: RegistryServer, db: Path, jobs: int) -> float:
     repositories = [f"docker://{registry.host}/bench/{name}{b}" for name in ("base", "app") for b in range(BASES)]
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     status = layerhound(["crawl", "--insecure-registry", registry.host, "--db", f"sqlite:///{db}", "--jobs", str(jobs),
                          "--no-progress", "--format", "json", "-o", str(db.with_suffix(".json")), *repositories])
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"  the crawl's coordinator used {after.ru_utime - cpu.ru_utime + after.ru_stime - cpu.ru_stime:.2f} s "
+          "of CPU (listing, manifests, store, assessments, lineage)", flush=True)
     assert status == 0, status
     with ResultStore.open(f"sqlite:///{db}") as store:
         runs = store.runs()

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -130,9 +130,6 @@ _Key = tuple[str, str | None]
 """A layer task's identity: blob digest and the diff_id it must have."""
 
 
-def _key_of(layer: Layer) -> _Key:
-    """Layers without a digest (host sources) are never the same layer as another."""
-    return (layer.digest, layer.diff_id) if layer.digest else (f"host-layer-{id(layer)}", None)
 
 
 @dataclass
@@ -199,6 +196,7 @@ class Crawler:
         self._decoded: OrderedDict[_Key, LayerResult] = OrderedDict()
         self._kept: dict[_Key, LayerResult] = {}
         """Results this crawl could not store whole (a detector failed on a file, a host layer)."""
+        self._host_keys: dict[Layer, _Key] = {}
         self._resolved: dict[str, str | None] = {}
         """Target text → the digest it resolved to (for naming workloads)."""
         self.filter = parse_platform(platform)
@@ -212,8 +210,7 @@ class Crawler:
         run = self.store.begin_run(f"layerhound {__version__}", self.rules, args or {})
         status, reason = "finished", None
         try:
-            units = self._plan(targets)
-            for unit in units:
+            for unit in self._plan(targets):  # a repository's images are opened as soon as it is listed
                 self._open(unit)
                 self._collect(timeout=0)
             while self._inflight:
@@ -235,10 +232,11 @@ class Crawler:
 
     def observe_tags(self, target: Target) -> None:
         """Record a repository's current tags and digests (no image is opened or judged)."""
-        self._plan([target])
+        for _ in self._plan([target]):
+            pass
 
-    def _plan(self, targets: Sequence[Target]) -> list[_Unit]:
-        units: list[_Unit] = []
+    def _plan(self, targets: Sequence[Target]) -> Iterator[_Unit]:
+        """Each target's units, target by target (so layers are judged while later targets are listed)."""
         seen: set[str] = set()
         for target in targets:
             if target.workload is not None:
@@ -248,8 +246,7 @@ class Crawler:
                 key = unit.digest or unit.reference
                 if key not in seen:
                     seen.add(key)
-                    units.append(unit)
-        return units
+                    yield unit
 
     def _units(self, target: Target) -> list[_Unit]:
         name = target.name
@@ -415,7 +412,7 @@ class Crawler:
         for layer, hit in zip(layers, self.store.layers.lookup(layers, self.detectors), strict=True):
             if layer.digest:
                 self.store.put_layer(layer.digest, layer.diff_id, layer.size, layer.media_type)
-            key = _key_of(layer)
+            key = self._key_of(layer)
             missing = hit.missing(self.detectors) if hit is not None else list(self.detectors)
             if not missing or key in self._done:
                 self.counts.layers_stored += not missing
@@ -458,6 +455,15 @@ class Crawler:
         message = (f"the worker judging layer {layer.digest} was lost ({type(exc).__name__}: {exc}); "
                    "a later crawl tries it again")
         return LayerOutcome(layer.digest, layer.diff_id, names, failure=Failure("worker", message, None, True))
+
+    def _key_of(self, layer: Layer) -> _Key:
+        """Layers without a digest (host sources) are never the same layer as another."""
+        if layer.digest:
+            return (layer.digest, layer.diff_id)
+        key = self._host_keys.get(layer)
+        if key is None:  # the layer is kept alive by the map, so its key is never reused
+            key = self._host_keys[layer] = (f"host-layer-{len(self._host_keys)}", None)
+        return key
 
     # -- results -------------------------------------------------------------
 
@@ -524,7 +530,7 @@ class Crawler:
     def _layer_results(self, layers: Sequence[Layer]) -> list[LayerResult]:
         results: list[LayerResult] = []
         for layer in layers:
-            key = _key_of(layer)
+            key = self._key_of(layer)
             result = self._kept.get(key) or self._decoded.get(key)
             if result is not None:
                 if key in self._decoded:

@@ -179,14 +179,16 @@ class MergedView:
 
     def lookup(self, path: str) -> Node | None:
         """The node at ``path`` taken literally (no symlink is followed)."""
-        node = self.root
-        for part in _components(path):
-            if node.children is None:
+        node: Node | None = self.root
+        for part in path.split("/"):
+            if not part or part == ".":
+                continue
+            children = node.children if node is not None else None
+            if children is None:
                 return None
-            child = node.children.get(part)
-            if child is None:
+            node = children.get(part)
+            if node is None:
                 return None
-            node = child
         return node
 
     def resolve(self, path: str) -> tuple[str, Node] | None:

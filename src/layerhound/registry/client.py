@@ -28,8 +28,10 @@ import random
 import re
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,6 +59,8 @@ MANIFEST_ACCEPT = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFES
 """What we ask for; schema 1 is left out on purpose (registries convert or refuse)."""
 
 MAX_MANIFEST_SIZE = 16 * 1024 * 1024
+MANIFESTS_KEPT = 2048
+"""Manifests fetched by digest that a client keeps (a few KB each)."""
 MAX_ERROR_BODY = 64 * 1024
 MAX_TAG_PAGES = 10_000
 CHUNK = 1 << 20
@@ -160,6 +164,8 @@ class RegistryClient:
         self.budget = PullBudget(registry, options.pull_reserve)
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._manifests: OrderedDict[tuple[str, str], FetchedManifest] = OrderedDict()
+        self._manifest_lock = threading.Lock()
         # A mirror never receives the mirrored registry's credentials, nor those given on the command
         # line: only what Docker's config holds for the mirror's own host.
         self._store = options.credential_store(explicit=mirror is None)
@@ -197,8 +203,27 @@ class RegistryClient:
                 response.close()
 
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
-        """A manifest or index by tag or digest, verified (see the module docstring)."""
+        """A manifest or index by tag or digest, verified (see the module docstring).
+
+        Fetched by digest, a manifest is content: it is kept for the life of the
+        client (bounded), so a crawl that lists a tag's manifest for its date
+        and then opens it fetches it once (on Docker Hub, one pull, not two).
+        """
         by_digest = self._check_reference(repository, reference)
+        if by_digest:
+            with self._manifest_lock:
+                kept = self._manifests.get((repository, reference))
+            if kept is not None:
+                return kept
+        fetched = self._fetch_manifest(repository, reference, by_digest)
+        if by_digest:
+            with self._manifest_lock:
+                self._manifests[(repository, reference)] = fetched
+                while len(self._manifests) > MANIFESTS_KEPT:
+                    self._manifests.popitem(last=False)
+        return fetched
+
+    def _fetch_manifest(self, repository: str, reference: str, by_digest: bool) -> FetchedManifest:
         url = self._url(f"/v2/{repository}/manifests/{reference}")
         what = self._manifest_label(repository, reference)
         with self.slots:

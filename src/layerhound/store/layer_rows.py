@@ -15,6 +15,7 @@ row that does not decode is a miss; the next store replaces it.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +27,7 @@ from layerhound.store.parts import DetectorPart, UnfiledResult, WalkPart, detect
 from layerhound.store.serialize import UndecodableResult, UnstorableResult, decode, dump_value, load_value
 
 _CHUNK = 500
+DECODED_WALKS = 16
 """Digests per lookup query (well under SQLite's bound on parameters)."""
 
 
@@ -82,6 +84,9 @@ class LayerRows:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._walks: OrderedDict[str, tuple[str, WalkPart]] = OrderedDict()
+        """Decoded walk parts by digest, with the text they came from: a base layer under hundreds
+        of images is decoded once, not at every lookup."""
 
     def lookup(self, layers: Sequence[DescribedLayer], detectors: Sequence[Detector]) -> list[StoredLayer | None]:
         """Per layer: what is stored (None: no walk part, or one contradicted by the layer)."""
@@ -116,9 +121,21 @@ class LayerRows:
                 continue
             assert layer.digest is not None
             if layer.digest not in decoded:
-                decoded[layer.digest] = _decode(layer.digest, row[2], parts.get(layer.digest, {}))
+                decoded[layer.digest] = self._decode(layer.digest, row[2], parts.get(layer.digest, {}))
             found.append(decoded[layer.digest])
         return found
+
+    def _decode(self, digest: str, walk_text: str, part_texts: dict[str, str]) -> StoredLayer | None:
+        known = self._walks.get(digest)
+        if known is not None and known[0] == walk_text:
+            self._walks.move_to_end(digest)
+            return _parts(known[1], part_texts)
+        stored = _decode(digest, walk_text, part_texts)
+        if stored is not None:
+            self._walks[digest] = (walk_text, stored.walk)
+            while len(self._walks) > DECODED_WALKS:
+                self._walks.popitem(last=False)
+        return stored
 
     def store(
         self, layer: DescribedLayer, result: LayerResult, detectors: Sequence[Detector], *, with_walk: bool = True
@@ -177,6 +194,10 @@ def _decode(digest: str, walk_text: str, part_texts: dict[str, str]) -> StoredLa
         return None  # a miss; the fresh result replaces the row
     if walk.digest != digest:
         return None
+    return _parts(walk, part_texts)
+
+
+def _parts(walk: WalkPart, part_texts: dict[str, str]) -> StoredLayer:
     parts: dict[str, DetectorPart] = {}
     for key, text in part_texts.items():
         try:

@@ -129,18 +129,40 @@ def _dataclass_decoder(cls: type) -> Decoder:
     return decode_object
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _encode(value: Any) -> Any:
+    kind: type = type(value)
+    if kind in _PLAIN:  # by far the most values: checked first, exactly (a str-Enum is no plain str)
+        return value
     if isinstance(value, enum.Enum):
         return value.value
+    if kind is list:
+        return [v if type(v) in _PLAIN else _encode(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        cls = type(value)
-        fields = _stored_fields(cls)
-        if cls in _COMPACT:
+        fields = _stored_fields(kind)
+        if kind in _COMPACT:
             return [_encode(getattr(value, name)) for name, _ in fields]
         return {name: _encode(getattr(value, name)) for name, _ in fields}
     if isinstance(value, list):
         return [_encode(v) for v in value]
     return value
+
+
+@cache
+def _exact_through_json(cls: type) -> bool:
+    """Whether every stored field reachable from ``cls`` has a type JSON carries exactly (no ``Any``):
+    then the round trip of ``dump_value`` cannot find a difference and is skipped."""
+
+    def exact(hint: Any) -> bool:
+        if hint is Any:
+            return False
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            return all(exact(sub) for _, sub in _stored_fields(hint))
+        return all(exact(arg) for arg in typing.get_args(hint))
+
+    return exact(cls)
 
 
 def layer_to_json(result: LayerResult) -> dict[str, Any]:
@@ -158,12 +180,14 @@ def layer_from_json(value: Any) -> LayerResult:
 def dump_value(value: Any) -> str:
     """A model dataclass as compact JSON text; raises ``UnstorableResult`` unless
     ``load_value`` gives back an equal value (``LayerResult.cached`` aside)."""
-    cls = type(value)
+    cls: type = type(value)
     what = f"layer {value.digest}" if isinstance(value, LayerResult) else cls.__name__
     try:
         text = json.dumps(_encode(value), separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise UnstorableResult(f"{what}: {exc}") from exc
+    if _exact_through_json(cls):
+        return text
     expected = dataclasses.replace(value, cached=False) if isinstance(value, LayerResult) else value
     try:
         same = load_value(cls, text) == expected
