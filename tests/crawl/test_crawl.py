@@ -20,6 +20,7 @@ from layerhound.cli import main
 from layerhound.crawl.run import verdict_version
 from layerhound.lineage.graph import Lineage
 from layerhound.report.json_report import load_schema
+from layerhound.report.sarif import load_sarif_schema
 from layerhound.store.results import ResultStore
 from tests.crawl.conftest import repos, sqlite_url
 from tests.support.registry import Fault, FaultProxy, RegistryServer
@@ -129,6 +130,23 @@ def test_lineage_command_draws_the_tree_and_the_infected_bases(
 
     assert main(["lineage", "--db", db, "no/such:tag"]) == 2
     assert "not in the store" in capsys.readouterr().err
+
+    # The same store in the report formats, judged nothing again.
+    assert main(["report", "--db", db, "--format", "sarif"]) == 1
+    sarif = json.loads(capsys.readouterr().out)
+    jsonschema.Draft4Validator(load_sarif_schema()).validate(sarif)
+    results = sarif["runs"][0]["results"]
+    worker = [r for r in results if r["properties"]["image"] == f"{host}/team/worker:w3"]
+    assert worker and all(r["properties"]["base"].startswith(f"{host}/team/web:v3@") for r in worker)
+    assert {r["properties"]["verdict"] for r in worker} == {"backdoored-dormant"}
+    assert len(sarif["runs"][0]["properties"]["images"]) == len(world.images)
+    assert main(["report", "--db", db, "--format", "markdown"]) == 1
+    markdown = capsys.readouterr().out
+    assert f"{len(world.images)} image(s)" in markdown and "| 🟢 clean |" in markdown
+    assert main(["report", "--db", db, "--format", "json", "--repository", f"{host}/team/api"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    jsonschema.validate(document, load_schema())
+    assert {i["verdict"] for i in document["images"]} == {"clean"} and len(document["images"]) == 15
 
 
 def test_advise_names_the_newest_clean_tag_and_the_base_to_rebuild_on(

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from layerhound import __version__
-from layerhound.cli import advise, crawl, lineage, scan, tags
+from layerhound.cli import advise, crawl, lineage, report, scan, tags
 from layerhound.cli.common import EXIT_ERROR, EXIT_FOUND, EXIT_OK, exit_status
 from layerhound.detectors.registry import rules_version
 from layerhound.errors import LayerhoundError, UsageError
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"layerhound {__version__} (rules {rules_version()})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for command in (scan, tags, crawl, lineage, advise):
+    for command in (scan, tags, crawl, lineage, advise, report):
         command.add_command(commands)
     return parser
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from layerhound.cli.common import (
     EXIT_ERROR,
     FAIL_ON_ALIASES,
-    OutputFormat,
     add_db_option,
     add_fail_on,
     add_registry_options,
@@ -28,8 +27,8 @@ from layerhound.errors import UsageError
 from layerhound.model import ImageResult, Verdict
 from layerhound.registry.session import RegistrySession
 from layerhound.registry.tags import date_window
+from layerhound.report.formats import ReportFormat, render
 from layerhound.report.json_report import scan_document
-from layerhound.report.table import render_table
 from layerhound.sources.manifest import parse_platform
 from layerhound.store.results import ResultStore
 
@@ -60,7 +59,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
                        help="worker processes for layers (default: one per core)")
     crawl.add_argument("--executor", default="local", metavar="local|dask://HOST:PORT",
                        help="where layers are judged: a local process pool (default) or a Dask scheduler")
-    crawl.add_argument("--format", choices=[f.value for f in OutputFormat], default="table")
+    crawl.add_argument("--format", choices=[f.value for f in ReportFormat], default="table",
+                       help="table (default), json (layerhound.scan/v1 with workloads), sarif (2.1.0), markdown")
     crawl.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
     add_fail_on(crawl)
     crawl.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if summary.stop_reason:
         print(f"layerhound: {summary.stop_reason}", file=sys.stderr)
     fail_on = FAIL_ON_ALIASES[args.fail_on]
-    if args.format == OutputFormat.JSON.value:
+    if args.format == ReportFormat.JSON.value:
         document = scan_document(summary.results, rules_version())
         if summary.workloads:
             document["workloads"] = [
@@ -113,9 +113,11 @@ def run(args: argparse.Namespace) -> int:
                 for ns, pod, container, image, result in summary.workloads
             ]
         text = json.dumps(document, indent=2) + "\n"
-    else:
-        text = render_table(summary.results, color=use_color(args.output))
+    elif args.format == ReportFormat.TABLE.value:
+        text = render(ReportFormat.TABLE, summary.results, rules_version(), color=use_color(args.output))
         text += _workload_lines(summary.workloads, fail_on)
+    else:
+        text = render(ReportFormat(args.format), summary.results, rules_version())
     write_output(text, args.output)
     status = exit_status(summary.results, fail_on)
     return EXIT_ERROR if summary.status != "finished" else status

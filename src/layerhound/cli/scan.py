@@ -8,7 +8,6 @@ from pathlib import Path
 
 from layerhound.cli.common import (
     FAIL_ON_ALIASES,
-    OutputFormat,
     add_fail_on,
     add_registry_options,
     exit_status,
@@ -21,8 +20,7 @@ from layerhound.detectors.registry import ALL_DETECTORS, rules_version
 from layerhound.errors import ReferenceError_, UsageError
 from layerhound.model import ImageResult
 from layerhound.registry.session import RegistrySession
-from layerhound.report.json_report import render_json
-from layerhound.report.table import render_table
+from layerhound.report.formats import ReportFormat, render
 from layerhound.scan import scan_references
 from layerhound.sources.refs import parse_reference
 from layerhound.store.cache import open_cache
@@ -37,7 +35,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "rootfs:DIR, file:PATH.",
     )
     scan.add_argument("references", nargs="+", metavar="REF", help="image reference(s)")
-    scan.add_argument("--format", choices=[f.value for f in OutputFormat], default="table")
+    scan.add_argument("--format", choices=[f.value for f in ReportFormat], default="table",
+                      help="table (default), json (layerhound.scan/v1), sarif (2.1.0), markdown")
     scan.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
     scan.add_argument("--platform", default="all", help="'all' (default) or OS/ARCH[/VARIANT] of an index")
     add_fail_on(scan)
@@ -76,9 +75,6 @@ def run(args: argparse.Namespace) -> int:
     if cache is not None:
         cache.close()
 
-    if args.format == OutputFormat.JSON.value:
-        text = render_json(results, rules_version())
-    else:
-        text = render_table(results, color=use_color(args.output))
+    text = render(ReportFormat(args.format), results, rules_version(), color=use_color(args.output))
     write_output(text, args.output)
     return exit_status(results, FAIL_ON_ALIASES[args.fail_on])

@@ -49,7 +49,8 @@ from layerhound.model import Failure, ImageResult, LayerResult, Verdict
 from layerhound.registry.hub import parse_timestamp
 from layerhound.registry.session import RegistrySession
 from layerhound.registry.tags import tag_history
-from layerhound.scan import error_result, failure_of, internal_error, source_of
+from layerhound.report.from_store import stored_result
+from layerhound.scan import error_result, failure_of, internal_error
 from layerhound.sources import open_images
 from layerhound.sources.base import Image
 from layerhound.sources.manifest import parse_platform
@@ -632,34 +633,6 @@ def _label_of(target: Target) -> str:
     if target.tag:
         return f"{target.name}:{target.tag}"
     return f"{target.name}@{target.digest}"
-
-
-def stored_result(store: ResultStore, digest: str, label: str, rules: str) -> ImageResult:
-    """An image's judgement from the store, with its base's "built on" reason."""
-    row = store.verdict(digest, rules)
-    if row is None:
-        return ImageResult(label, digest, None, Verdict.ERROR, ["not judged"], error="not judged",
-                           failure=Failure("source", "not judged"))
-    image = store.image(digest)
-    reasons = list(row.reasons)
-    base = None
-    if row.base is not None:
-        base = str(row.base.get("label"))
-        reasons.append(f"built on {base}, judged {row.base.get('verdict')}")
-    failure = row.failure
-    return ImageResult(
-        ref=label,
-        digest=digest if digest.startswith("sha") else None,
-        platform=image.platform if image is not None else None,
-        verdict=row.verdict,
-        reasons=reasons,
-        findings=store.findings(digest, rules),
-        layers=[],
-        base=base,
-        error=failure.message if failure is not None else None,
-        failure=failure,
-        source=source_of(label),
-    )
 
 
 def crawl_status(summary: CrawlSummary) -> str:

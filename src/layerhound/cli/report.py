@@ -1,0 +1,51 @@
+"""``layerhound report --db URL``: a crawl's store in any report format, nothing judged again."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from layerhound.cli.common import (
+    FAIL_ON_ALIASES,
+    add_db_option,
+    add_fail_on,
+    exit_status,
+    use_color,
+    write_output,
+)
+from layerhound.crawl.run import verdict_version
+from layerhound.detectors.registry import rules_version
+from layerhound.errors import UsageError
+from layerhound.report.formats import ReportFormat, render
+from layerhound.report.from_store import stored_images
+from layerhound.store.results import ResultStore
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = commands.add_parser(
+        "report",
+        help="report every image of a results store (what crawls judged) in any format",
+        description="Render the judgements a crawl stored, at the current rules version, in any report format: "
+        "table, json (layerhound.scan/v1), sarif (2.1.0), markdown. Nothing is fetched or judged again; "
+        "`layerhound crawl` brings the store up to date.",
+    )
+    add_db_option(report)
+    report.add_argument("--format", choices=[f.value for f in ReportFormat], default="table")
+    report.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
+    report.add_argument("--repository", action="append", default=[], metavar="NAME",
+                        help="only images of this repository (registry/name; repeatable)")
+    add_fail_on(report)
+    report.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with ResultStore.open(args.db) as store:
+        results = stored_images(store, verdict_version())
+    if args.repository:
+        wanted = tuple(f"{r.removeprefix('docker://').rstrip('/')}:" for r in args.repository)
+        results = [r for r in results if r.ref.startswith(wanted)]
+    if not results:
+        raise UsageError("report: the store holds no image judged at the current rules version (crawl first)")
+    write_output(render(ReportFormat(args.format), results, rules_version(), color=use_color(args.output)),
+                 args.output)
+    return exit_status(results, FAIL_ON_ALIASES[args.fail_on])
