@@ -21,6 +21,7 @@ from layerhound.crawl.run import verdict_version
 from layerhound.lineage.graph import Lineage
 from layerhound.report.json_report import load_schema
 from layerhound.report.sarif import load_sarif_schema
+from layerhound.report.vex import load_openvex_schema
 from layerhound.store.results import ResultStore
 from tests.crawl.conftest import repos, sqlite_url
 from tests.support.registry import Fault, FaultProxy, RegistryServer
@@ -167,6 +168,20 @@ def test_advise_names_the_newest_clean_tag_and_the_base_to_rebuild_on(
     # A clean image: nothing to fix.
     assert main(["advise", "--db", db, "--no-scan", f"docker://{host}/team/api:a2"]) == 0
     assert "nothing to fix" in capsys.readouterr().out
+
+    # The VEX of the store carries the advice as the action, and the inherited image names its base.
+    assert main(["report", "--db", db, "--format", "openvex"]) == 1
+    vex = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator(load_openvex_schema()).validate(vex)
+    [web3] = [s for s in vex["statements"] if s["products"][0]["identifiers"]["purl"].endswith("tag=v3")
+              and "team/web" in s["products"][0]["identifiers"]["purl"]]
+    assert web3["status"] == "affected" and "move to" in web3["action_statement"]
+    assert "rebuild it on" in web3["action_statement"] and "bookworm-20240415" in web3["action_statement"]
+    assert main(["report", "--db", db, "--format", "cyclonedx"]) == 1
+    bom = json.loads(capsys.readouterr().out)
+    worker = next(c for c in bom["components"] if c["name"] == f"{host}/team/worker:w2")
+    properties = {p["name"]: p["value"] for p in worker["properties"]}
+    assert properties["layerhound:base"].startswith(f"{host}/team/web:v2@")
 
 
 def test_advise_judges_what_the_store_lacks(

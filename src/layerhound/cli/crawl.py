@@ -60,7 +60,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     crawl.add_argument("--executor", default="local", metavar="local|dask://HOST:PORT",
                        help="where layers are judged: a local process pool (default) or a Dask scheduler")
     crawl.add_argument("--format", choices=[f.value for f in ReportFormat], default="table",
-                       help="table (default), json (layerhound.scan/v1 with workloads), sarif (2.1.0), markdown")
+                       help="table (default), json (layerhound.scan/v1 with workloads), sarif, cyclonedx, openvex, "
+                       "markdown")
     crawl.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
     add_fail_on(crawl)
     crawl.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")

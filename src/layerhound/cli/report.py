@@ -16,6 +16,8 @@ from layerhound.cli.common import (
 from layerhound.crawl.run import verdict_version
 from layerhound.detectors.registry import rules_version
 from layerhound.errors import UsageError
+from layerhound.lineage.advice import advise
+from layerhound.model import ImageResult, Verdict
 from layerhound.report.formats import ReportFormat, render
 from layerhound.report.from_store import stored_images
 from layerhound.store.results import ResultStore
@@ -26,7 +28,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "report",
         help="report every image of a results store (what crawls judged) in any format",
         description="Render the judgements a crawl stored, at the current rules version, in any report format: "
-        "table, json (layerhound.scan/v1), sarif (2.1.0), markdown. Nothing is fetched or judged again; "
+        "table, json (layerhound.scan/v1), sarif (2.1.0), cyclonedx (1.6, VEX), openvex (0.2.0), markdown. "
+        "Nothing is fetched or judged again; the VEX formats carry advise's remedy for affected images; "
         "`layerhound crawl` brings the store up to date.",
     )
     add_db_option(report)
@@ -38,6 +41,18 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     report.set_defaults(run=run)
 
 
+def advice_for(db: str | None, results: list[ImageResult]) -> dict[str, str]:
+    """What ``advise`` says (from the store alone) for every image that carries the implant."""
+    actions = {}
+    with ResultStore.open(db) as store:
+        for result in results:
+            if result.verdict.rank >= Verdict.BACKDOOR_IN_HISTORY.rank:
+                advice = advise(store, verdict_version(), result.ref)
+                if advice.move_to is not None or advice.rebuild_on is not None:
+                    actions[result.ref] = "; ".join(advice.lines[1:])
+    return actions
+
+
 def run(args: argparse.Namespace) -> int:
     with ResultStore.open(args.db) as store:
         results = stored_images(store, verdict_version())
@@ -46,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         results = [r for r in results if r.ref.startswith(wanted)]
     if not results:
         raise UsageError("report: the store holds no image judged at the current rules version (crawl first)")
-    write_output(render(ReportFormat(args.format), results, rules_version(), color=use_color(args.output)),
-                 args.output)
+    fmt = ReportFormat(args.format)
+    actions = advice_for(args.db, results) if fmt in (ReportFormat.OPENVEX, ReportFormat.CYCLONEDX) else None
+    write_output(render(fmt, results, rules_version(), color=use_color(args.output), actions=actions), args.output)
     return exit_status(results, FAIL_ON_ALIASES[args.fail_on])

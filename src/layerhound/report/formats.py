@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from layerhound.model import ImageResult
 
@@ -12,11 +12,28 @@ class ReportFormat(str, enum.Enum):
     TABLE = "table"
     JSON = "json"
     SARIF = "sarif"
+    CYCLONEDX = "cyclonedx"
+    OPENVEX = "openvex"
     MARKDOWN = "markdown"
 
 
-def render(fmt: ReportFormat, results: Sequence[ImageResult], rules_version: str, *, color: bool = False) -> str:
-    """The report of ``results`` in ``fmt``."""
+def render(
+    fmt: ReportFormat,
+    results: Sequence[ImageResult],
+    rules_version: str,
+    *,
+    color: bool = False,
+    actions: Mapping[str, str] | None = None,
+) -> str:
+    """The report of ``results`` in ``fmt``; ``actions`` (image reference → what to do) feed the VEX formats."""
+    if fmt is ReportFormat.CYCLONEDX:
+        from layerhound.report.cyclonedx import render_cyclonedx
+
+        return render_cyclonedx(results, rules_version, actions)
+    if fmt is ReportFormat.OPENVEX:
+        from layerhound.report.vex import render_openvex
+
+        return render_openvex(results, rules_version, actions)
     if fmt is ReportFormat.JSON:
         from layerhound.report.json_report import render_json
 
