@@ -9,9 +9,10 @@ BIN := $(VENV)/bin
 # Debian packages the tests and the demo use (rpm, db5.3-util and libalpm13
 # build and cross-check the package databases of issue 3; docker-registry and
 # apache2-utils' htpasswd run the real registries of the registry tests;
-# postgresql's server binaries run the throwaway cluster of the store tests).
+# postgresql's server binaries run the throwaway cluster of the store tests;
+# chromium renders the HTML report headless).
 APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certificates dpkg-dev \
-	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql
+	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql chromium
 PYTEST_ARGS ?= -n 2
 
 .PHONY: all setup system-deps venv test demo lint clean

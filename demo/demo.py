@@ -249,6 +249,16 @@ def crawl_history(layout: Path, registry: DemoRegistry, out: Path) -> list[str]:
     move_to, rebuild_on = document.get("move_to") or {}, document.get("rebuild_on") or {}
     if move_to.get("tag") != "2.0" or rebuild_on.get("tag") != "2024-04-10":
         problems.append(f"  advise: expected move to demo/app:2.0 and rebuild on demo/base:2024-04-10, got {document}")
+    step("writing the store's reports: layerhound report --db … --format html|sarif|openvex|cyclonedx|markdown")
+    suffixes = {"html": "html", "sarif": "sarif", "openvex": "openvex.json", "cyclonedx": "cdx.json",
+                "markdown": "md"}
+    for fmt, suffix in suffixes.items():
+        path = out / f"report.{suffix}"
+        done = subprocess.run([*cli, "report", "--db", db, "--format", fmt, "-o", str(path)], cwd=REPO)
+        if done.returncode not in (0, 1) or not path.exists():
+            problems.append(f"  report --format {fmt} exited {done.returncode}")
+        else:
+            print(f"    {fmt:9} {shown(path)}")
     return problems
 
 

@@ -210,3 +210,5 @@ class ImageResult:
     """The structured form of ``error``."""
     source: str | None = None
     """Where the image was read from (``registry``, ``oci``, ``docker-archive``, …), when known."""
+    created: str | None = None
+    """When it was built (the config's ``created``), or pushed when the registry says (Docker Hub)."""

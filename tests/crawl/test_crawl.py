@@ -24,6 +24,7 @@ from layerhound.report.sarif import load_sarif_schema
 from layerhound.report.vex import load_openvex_schema
 from layerhound.store.results import ResultStore
 from tests.crawl.conftest import repos, sqlite_url
+from tests.support.browser import dump_dom
 from tests.support.registry import Fault, FaultProxy, RegistryServer
 from tests.support.world import CLEAN, World
 
@@ -148,6 +149,14 @@ def test_lineage_command_draws_the_tree_and_the_infected_bases(
     document = json.loads(capsys.readouterr().out)
     jsonschema.validate(document, load_schema())
     assert {i["verdict"] for i in document["images"]} == {"clean"} and len(document["images"]) == 15
+    page = tmp_path / "report.html"
+    assert main(["report", "--db", db, "--format", "html", "-o", str(page)]) == 1
+    dom = dump_dom(page)
+    assert 'data-ready="1"' in dom and 'data-errors=""' in dom and "data-blocked" not in dom
+    lineage = dom.split('class="lineage"', 1)[1].split("</svg>", 1)[0]
+    assert f"{host}/library/debian:bookworm-20240301 (backdoored-reachable)" in lineage
+    assert f"{host}/team/cron:c3 (backdoored-dormant)" in lineage and "team/api" not in lineage
+    assert dom.count('class="timeline"') == len(world.repositories)
 
 
 def test_advise_names_the_newest_clean_tag_and_the_base_to_rebuild_on(

@@ -108,6 +108,7 @@ def assess_image(
         reasons.append(f"backdoored source material also present: {_where(sources)}")
     reasons.extend(_layer_notes(layers))
 
+    created = config.get("created")
     return ImageResult(
         ref=ref,
         digest=digest,
@@ -116,6 +117,7 @@ def assess_image(
         reasons=reasons,
         findings=findings,
         layers=list(layers),
+        created=created if isinstance(created, str) else None,
     )
 
 

@@ -37,7 +37,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     scan.add_argument("references", nargs="+", metavar="REF", help="image reference(s)")
     scan.add_argument("--format", choices=[f.value for f in ReportFormat], default="table",
                       help="table (default), json (layerhound.scan/v1), sarif (2.1.0), cyclonedx (1.6 with VEX), "
-                      "openvex (0.2.0), markdown")
+                      "openvex (0.2.0), markdown, html (one self-contained page; use -o)")
     scan.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
     scan.add_argument("--platform", default="all", help="'all' (default) or OS/ARCH[/VARIANT] of an index")
     add_fail_on(scan)

@@ -15,6 +15,7 @@ class ReportFormat(str, enum.Enum):
     CYCLONEDX = "cyclonedx"
     OPENVEX = "openvex"
     MARKDOWN = "markdown"
+    HTML = "html"
 
 
 def render(
@@ -42,6 +43,10 @@ def render(
         from layerhound.report.sarif import render_sarif
 
         return render_sarif(results, rules_version)
+    if fmt is ReportFormat.HTML:
+        from layerhound.report.html import render_html
+
+        return render_html(results, rules_version)
     if fmt is ReportFormat.MARKDOWN:
         from layerhound.report.markdown import render_markdown
 

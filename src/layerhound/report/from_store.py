@@ -39,6 +39,7 @@ def stored_result(store: ResultStore, digest: str, label: str, rules: str) -> Im
         error=failure.message if failure is not None else None,
         failure=failure,
         source=source_of(label),
+        created=image.created if image is not None else None,
     )
 
 

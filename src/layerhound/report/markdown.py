@@ -26,11 +26,12 @@ ICON = {
     Verdict.CLEAN: "🟢",
     Verdict.ERROR: "⚪",
 }
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def cell(text: str) -> str:
-    """Text safe in a Markdown table cell: no HTML, no Markdown, no line breaks."""
+    """Text safe in a Markdown table cell: no HTML, no emphasis, code, links or pipes, no line breaks
+    (a cell never starts a line, so what only means something there stays as it is)."""
     flat = " ".join(text.split())
     return _SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
 
