@@ -46,13 +46,18 @@ def stored_result(store: ResultStore, digest: str, label: str, rules: str) -> Im
 
 
 def stored_images(store: ResultStore, rules: str) -> list[ImageResult]:
-    """Every image of the store judged at ``rules``, by repository and tag."""
+    """Every image of the store judged at ``rules``, by repository and tag, dated by its tag."""
     lineage = Lineage.from_store(store, rules)
     judged = store.verdicts(rules)
+    dates = {(row.repository, row.tag, row.digest): row.date for row in store.tags() if row.date}
     results = []
     for digest, node in sorted(lineage.nodes.items(), key=lambda item: item[1].label):
         if digest not in judged:
             continue
         label = str(node.names[0]) if node.names else node.image.first_ref
-        results.append(stored_result(store, digest, label, rules))
+        result = stored_result(store, digest, label, rules)
+        if node.names:  # the tag's date (Docker Hub's push date) over the build date, for timelines
+            name = node.names[0]
+            result.created = dates.get((name.repository, name.tag, name.digest)) or result.created
+        results.append(result)
     return results

@@ -108,8 +108,9 @@ def _timeline(repository: str, images: Sequence[ImageResult]) -> str:
     axis = (f'<line x1="{left}" y1="14" x2="{width - right}" y2="14" stroke="#999"/>'
             f'<text x="{left}" y="10" font-size="10">{dated[0][0]:%Y-%m-%d}</text>'
             f'<text x="{width - right}" y="10" font-size="10" text-anchor="end">{dated[-1][0]:%Y-%m-%d}</text>')
+    view = f"0 0 {max(width, previous + right):.0f} 100"
     return (f'<div data-verdict="" data-repo="{_e(repository)}" class="timeline"><h3>{_e(repository)}</h3>'
-            f'<svg role="img" aria-label="tags of {_e(repository)} by date" width="100%" viewBox="0 0 {max(width, previous + right):.0f} 100">'
+            f'<svg role="img" aria-label="tags of {_e(repository)} by date" width="100%" viewBox="{view}">'
             f"{axis}{''.join(marks)}</svg></div>")
 
 
