@@ -54,6 +54,7 @@ def test_sarif_is_valid_and_has_what_code_scanning_needs(capsys: pytest.CaptureF
         assert result["message"]["text"]
         [location] = result["locations"]
         assert location["physicalLocation"]["artifactLocation"]["uri"] == f"{LIB}/liblzma.so.5.6.1".lstrip("/")
+        assert location["physicalLocation"]["region"]["startLine"] == 1
         assert [loc["kind"] for loc in location["logicalLocations"]] == ["image", "layer"]
         assert location["logicalLocations"][1]["properties"]["position"] == 1
         assert result["properties"]["verdict"] == "backdoored-dormant"

@@ -71,8 +71,10 @@ def _result(image: ImageResult, finding: Finding, rule_index: int) -> dict[str, 
         "level": LEVEL[finding.indicates],
         "message": {"text": f"{text.short}: {finding.path} {where}, image {image.ref} ({image.verdict.value})"},
         "locations": [{
+            # A binary has no lines; GitHub's upload needs region.startLine, so line 1 stands for the file.
             "physicalLocation": {"artifactLocation": {"uri": finding.path.lstrip("/") or ".",
-                                                      "uriBaseId": "IMAGE_ROOT"}},
+                                                      "uriBaseId": "IMAGE_ROOT"},
+                                 "region": {"startLine": 1}},
             "logicalLocations": logical,
         }],
         "partialFingerprints": {FINGERPRINT: fingerprint(image, finding)},
