@@ -68,7 +68,7 @@ def test_registry_references(
     [
         ("", "empty"),
         ("ftp://host/x", "unknown transport 'ftp'"),
-        ("dir:/tmp/x", "not supported"),
+        ("containers-storage:alpine", "not supported"),
         ("docker-daemon:alpine:latest", "not supported"),
         ("oci-archve:img.tar", "did you mean 'oci-archive'"),
         ("Foo:bar", "unknown transport"),

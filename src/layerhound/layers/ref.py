@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-BlobKind = Literal["registry", "oci", "oci-archive", "docker-archive"]
+BlobKind = Literal["registry", "oci", "oci-archive", "docker-archive", "dir"]
 
 
 @dataclass(frozen=True, slots=True)

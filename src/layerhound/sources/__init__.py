@@ -18,6 +18,7 @@ from layerhound.sources.host import open_file, open_rootfs
 from layerhound.sources.manifest import parse_platform, select_platform
 from layerhound.sources.oci_layout import open_oci, open_oci_archive
 from layerhound.sources.refs import (
+    DIR,
     DOCKER,
     DOCKER_ARCHIVE,
     FILE,
@@ -29,11 +30,13 @@ from layerhound.sources.refs import (
     parse_reference,
 )
 from layerhound.sources.registry import open_registry
+from layerhound.sources.skopeo_dir import open_skopeo_dir
 
 _OPENERS: dict[str, Callable[[Reference], list[Image]]] = {
     OCI: open_oci,
     OCI_ARCHIVE: open_oci_archive,
     DOCKER_ARCHIVE: open_docker_archive,
+    DIR: open_skopeo_dir,
     ROOTFS: open_rootfs,
     FILE: open_file,
 }

@@ -22,13 +22,14 @@ DOCKER = "docker"
 OCI = "oci"
 OCI_ARCHIVE = "oci-archive"
 DOCKER_ARCHIVE = "docker-archive"
+DIR = "dir"
 ROOTFS = "rootfs"
 FILE = "file"
 
-TRANSPORTS = (DOCKER, OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, ROOTFS, FILE)
+TRANSPORTS = (DOCKER, OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, DIR, ROOTFS, FILE)
 """Every transport layerhound understands, in the order shown to users."""
 
-UNSUPPORTED_TRANSPORTS = ("dir", "docker-daemon", "containers-storage", "ostree", "sif", "tarball")
+UNSUPPORTED_TRANSPORTS = ("docker-daemon", "containers-storage", "ostree", "sif", "tarball")
 """skopeo transports we recognise by name only, to say "not supported" instead
 of "unknown"."""
 
@@ -159,7 +160,7 @@ def _parse_transport(transport: str, rest: str, text: str) -> Reference:
         return Reference(DOCKER, text, registry=registry, repository=repository, tag=tag, digest=digest)
     if not rest:
         raise ReferenceError_(f"{transport}: needs a path, e.g. {transport}:/path")
-    if transport in (ROOTFS, FILE):
+    if transport in (ROOTFS, FILE, DIR):
         return Reference(transport, text, path=rest)
     path, ref = split_path(rest)
     if not path:

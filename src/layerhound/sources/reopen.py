@@ -19,6 +19,7 @@ from layerhound.layers.ref import LayerRef
 from layerhound.registry.session import RegistrySession
 from layerhound.sources.oci_layout import ArchiveBlobStore, DirectoryBlobStore, TarArchive
 from layerhound.sources.refs import DOCKER_ARCHIVE, OCI_ARCHIVE
+from layerhound.sources.skopeo_dir import SkopeoDirStore
 
 
 def open_layer(ref: LayerRef, session: RegistrySession | None) -> TarBlobLayer:
@@ -38,6 +39,8 @@ def _open_blob(ref: LayerRef, session: RegistrySession | None) -> AbstractContex
         return session.client(source.location).open_blob(source.repository, ref.digest)
     if source.kind == "oci":
         return DirectoryBlobStore(Path(source.location)).open(ref.digest)
+    if source.kind == "dir":
+        return SkopeoDirStore(Path(source.location)).open(ref.digest)
     transport = OCI_ARCHIVE if source.kind == "oci-archive" else DOCKER_ARCHIVE
     archive = TarArchive(Path(source.location), transport)
     if source.member is not None:
