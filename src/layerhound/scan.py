@@ -113,6 +113,7 @@ def scan_image(
             done.append(result)
             observer.layer_finished(index, result)
         verdict = assess_image(image.ref, image.digest, platform, config, done)
+        verdict.reasons.extend(f"note: {note}" for note in image.notes)
     except ScanError as exc:
         verdict = error_result(image.ref, exc, image.digest, platform, done)
     except MemoryError:

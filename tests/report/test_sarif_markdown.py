@@ -78,3 +78,37 @@ def test_markdown_counts_lines_and_escapes_what_images_name(capsys: pytest.Captu
     table_rows = [line for line in out.splitlines() if "clean" in line and line.startswith("| oci")]
     assert len(table_rows) == 1 and table_rows[0].count(" | ") == 3  # the hostile | did not add a column
     assert out.count("<details><summary>") == 2  # evidence of the two that are not clean
+
+
+def test_review_cases_in_sarif_and_markdown() -> None:
+    """A rule's severity is its worst finding's; fingerprints tell layers apart; paths are URIs; no injection."""
+    from layerhound.model import Finding, ImageResult, Indicates, Kind, Verdict
+    from layerhound.report.markdown import render_markdown
+    from layerhound.report.sarif import sarif_document
+
+    def hit(indicates: Indicates, path: str, layer: str) -> Finding:
+        return Finding("known-bad-hash", Kind.HASH, indicates, path, layer, "ab" * 32, detector="known-hashes")
+
+    source = ImageResult("r/a:1", "sha256:" + "1" * 64, None, Verdict.SOURCE_ARTIFACTS, ["tarball"],
+                         [hit(Indicates.SOURCE, "/src/xz-5.6.1.tar.gz", "sha256:" + "a" * 64)])
+    implant = ImageResult("r/b:1", "sha256:" + "2" * 64, None, Verdict.BACKDOORED_REACHABLE, ["implant"],
+                          [hit(Indicates.IMPLANT, "/c:/lib a#b%zz.so", "sha256:" + "b" * 64),
+                           hit(Indicates.IMPLANT, "/c:/lib a#b%zz.so", "sha256:" + "c" * 64)])
+    document = sarif_document([source, implant], "r-test")
+    jsonschema.Draft4Validator(load_sarif_schema(), format_checker=jsonschema.FormatChecker()).validate(document)
+    [rule] = document["runs"][0]["tool"]["driver"]["rules"]
+    assert rule["properties"]["security-severity"] == "10.0" and rule["defaultConfiguration"]["level"] == "error"
+    results = document["runs"][0]["results"]
+    assert [r["level"] for r in results] == ["warning", "error", "error"]
+    assert len({r["partialFingerprints"]["layerhound/v1"] for r in results}) == 3
+    uri = results[1]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "c%3A/lib%20a%23b%25zz.so"
+
+    hostile = ImageResult("r/c:1\n\n# Pwned\n\n![t](https://evil/t.png) @team", None, None, Verdict.ERROR,
+                          ["x"], error="x")
+    markdown = render_markdown([hostile], "r-test")
+    assert "\n# Pwned" not in markdown and "@team" not in markdown  # no heading, no mention
+    [row] = [line for line in markdown.splitlines() if line.startswith("| r/c:1")]
+    assert "![t](" not in row  # in a cell the image syntax is escaped
+    [summary] = [line for line in markdown.splitlines() if line.startswith("<details>")]
+    assert summary.endswith("</summary>")  # one raw-HTML line: its text is never Markdown

@@ -115,14 +115,57 @@ def test_oci_style_layer_tampered(tmp_path: Path) -> None:
         list(img.layers[1].members())
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_config_tampered(tmp_path: Path, layout: str) -> None:
-    path, written = archive(tmp_path, layout)
+def test_config_tampered_in_the_oci_layout_is_refused(tmp_path: Path) -> None:
+    """The OCI layout inside promises its blob names: a config that is not what its name says is refused."""
+    path, written = archive(tmp_path, "oci")
     hexpart = written[0].config_digest.partition(":")[2]
-    tamper_member(path, f"{hexpart}.json" if layout == "legacy" else f"blobs/sha256/{hexpart}")
+    tamper_member(path, f"blobs/sha256/{hexpart}")
     [img] = open_images(f"docker-archive:{path}:sshd:1")
     with pytest.raises(DigestMismatch, match="image config"):
         _ = img.config
+
+
+def test_a_legacy_config_whose_name_disagrees_is_a_note(tmp_path: Path) -> None:
+    """docker load takes any config name; the image ID is the content's hash, the mismatch a note."""
+    def edit(tree: Path) -> None:
+        first = json.loads((tree / "manifest.json").read_text())[0]["Config"]  # the sshd image's config
+        config = tree / first
+        document = json.loads(config.read_text())
+        document["config"]["Labels"] = {"edited": "yes"}
+        config.write_text(json.dumps(document))
+
+    out = rebuild(tmp_path, "legacy", edit)
+    [img] = open_images(f"docker-archive:{out}:sshd:1")
+    assert img.config["config"]["Labels"] == {"edited": "yes"}
+    assert img.digest is not None and img.digest.startswith("sha256:")
+    [note] = img.notes
+    assert "is named for sha256:" in note and f"hashes to {img.digest}" in note
+
+
+def test_crane_tarballs(tmp_path: Path, implant_so: bytes) -> None:
+    """crane/ko/go-containerregistry: config named sha256:<hex>, gzip layers named <hex>.tar.gz."""
+    from layerhound.detectors.registry import ALL_DETECTORS
+    from layerhound.scan import scan_references
+
+    implant = Layer.files({"/usr/lib/x86_64-linux-gnu/liblzma.so.5.6.1": file(implant_so)})
+    spec = ImageSpec([Layer.files({"/etc/os-release": "ID=t\n"}), implant])
+    out = tmp_path / "crane.tar"
+    [written] = write_docker_archive(out, [(spec, ["crane/app:1"])], layout="crane")
+    [img] = open_images(f"docker-archive:{out}:crane/app:1")
+    assert img.digest == written.config_digest and not img.notes
+    assert [layer.digest for layer in img.layers] == written.layer_digests  # the compressed digests
+    [result] = scan_references([f"docker-archive:{out}"], ALL_DETECTORS)
+    assert result.verdict.value == "backdoored-dormant"
+    # A config member named otherwise still loads (as docker load does), with a note when it claims a digest.
+    odd = tmp_path / "odd.tar"
+    write_docker_archive(odd, [(spec, ["crane/app:1"])], layout="crane", config_name="config.json")
+    [plain] = open_images(f"docker-archive:{odd}")
+    assert plain.digest == written.config_digest and not plain.notes
+    wrong = tmp_path / "wrong.tar"
+    write_docker_archive(wrong, [(spec, ["crane/app:1"])], layout="crane", config_name="sha256:" + "0" * 64)
+    [claimed] = scan_references([f"docker-archive:{wrong}"], ALL_DETECTORS)
+    assert claimed.verdict.value == "backdoored-dormant"
+    assert any(r.startswith("note: the config member") for r in claimed.reasons)
 
 
 def rebuild(tmp_path: Path, layout: str, edit) -> Path:  # type: ignore[no-untyped-def]
@@ -172,7 +215,8 @@ def test_missing_layer_member(tmp_path: Path) -> None:
         _ = img.layers
 
 
-def test_config_not_named_by_digest(tmp_path: Path) -> None:
+def test_config_not_named_by_digest_is_read_by_its_content(tmp_path: Path) -> None:
+    """A name that claims no digest: the content's hash is the image ID (as docker load does), no note."""
     def rename(tree: Path) -> None:
         manifest = json.loads((tree / "manifest.json").read_text())
         (tree / manifest[0]["Config"]).rename(tree / "config.json")
@@ -180,8 +224,10 @@ def test_config_not_named_by_digest(tmp_path: Path) -> None:
         (tree / "manifest.json").write_text(json.dumps(manifest))
 
     out = rebuild(tmp_path, "legacy", rename)
-    with pytest.raises(ManifestError, match="not named by its digest"):
-        open_images(f"docker-archive:{out}:sshd:1")
+    [img, _] = open_images(f"docker-archive:{out}")
+    data = (tmp_path / "tree" / "config.json").read_bytes()
+    assert img.digest == "sha256:" + hashlib.sha256(data).hexdigest() and not img.notes
+    assert img.config["config"]["Entrypoint"] == ["/usr/sbin/sshd"]
 
 
 @pytest.mark.parametrize("content", [b"{", b'{"not": "a list"}', b"[]"])

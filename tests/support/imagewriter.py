@@ -568,15 +568,20 @@ def write_docker_archive(
     path: Path | str,
     images: Sequence[tuple[ImageSpec, Sequence[str]]],
     *,
-    layout: Literal["legacy", "oci"] = "legacy",
+    layout: Literal["legacy", "oci", "crane"] = "legacy",
+    config_name: str | None = None,
 ) -> list[WrittenImage]:
     """A ``docker save`` archive of ``(image, RepoTags)`` pairs.
 
     ``legacy`` is what Docker < 25 writes: uncompressed ``<id>/layer.tar``,
     ``<config hex>.json``, ``manifest.json`` and ``repositories``. ``oci`` is
     what Docker >= 25 writes: an OCI layout with uncompressed layer blobs plus
-    a ``manifest.json`` whose paths point into ``blobs/sha256``. References:
-    ``docker-archive:PATH:name:tag`` or ``docker-archive:PATH:@N``.
+    a ``manifest.json`` whose paths point into ``blobs/sha256``. ``crane`` is
+    what ``crane pull``, ko and go-containerregistry's tarball package write:
+    the config as ``sha256:<hex>`` and gzip layers as ``<hex>.tar.gz`` named by
+    their compressed digest. ``config_name`` (crane only) names the config
+    member otherwise (``docker load`` takes any name; the image ID is the
+    content's hash). References: ``docker-archive:PATH:name:tag`` or ``:@N``.
     """
     with tempfile.TemporaryDirectory(prefix="layerhound-docker-") as tmp:
         root = Path(tmp) / "archive"
@@ -585,6 +590,8 @@ def write_docker_archive(
             written = _write_legacy(root, images)
         elif layout == "oci":
             written = _write_docker_oci(root, images)
+        elif layout == "crane":
+            written = _write_crane(root, images, config_name)
         else:
             raise ValueError(f"unknown docker-archive layout {layout!r}")
         pack_directory(root, path)
@@ -629,6 +636,30 @@ def _write_legacy(root: Path, images: Sequence[tuple[ImageSpec, Sequence[str]]])
     shutil.rmtree(root / "blobs")
     (root / "manifest.json").write_bytes(dumps(manifest))
     (root / "repositories").write_bytes(dumps(_repositories(tops)))
+    return written
+
+
+def _write_crane(
+    root: Path, images: Sequence[tuple[ImageSpec, Sequence[str]]], config_name: str | None
+) -> list[WrittenImage]:
+    blobs = _Blobs(root)  # hashing and gzip; the blobs move to crane's names below
+    manifest: list[dict[str, Any]] = []
+    written: list[WrittenImage] = []
+    for image, tags in images:
+        layers = [blobs.layer(layer, "gzip", DOCKER_LAYER_GZIP) for layer in image.layers]
+        paths = []
+        for layer in layers:
+            name = f"{layer.digest.split(':', 1)[1]}.tar.gz"
+            os.replace(blob_file(root, layer.digest), root / name)
+            paths.append(name)
+        config = dumps(image_config(image, [layer.diff_id for layer in layers]))
+        config_hex = hashlib.sha256(config).hexdigest()
+        name = config_name or f"sha256:{config_hex}"
+        (root / name).write_bytes(config)
+        manifest.append({"Config": name, "RepoTags": list(tags), "Layers": paths})
+        written.append(WrittenImage(None, f"sha256:{config_hex}", layers, image.platform))
+    shutil.rmtree(root / "blobs")
+    (root / "manifest.json").write_bytes(dumps(manifest))
     return written
 
 

@@ -137,6 +137,8 @@ def exit_status(results: Sequence[ImageResult], fail_on: Verdict | None) -> int:
 
 
 def write_output(text: str, output: Path | None) -> None:
+    # Names decoded with surrogateescape (tar members that are not UTF-8) are written escaped.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -20,6 +20,8 @@ from layerhound.lineage.advice import advise
 from layerhound.model import ImageResult, Verdict
 from layerhound.report.formats import ReportFormat, render
 from layerhound.report.from_store import stored_images
+from layerhound.report.html import repository_of
+from layerhound.report.vex import action_key
 from layerhound.store.results import ResultStore
 
 
@@ -46,10 +48,12 @@ def advice_for(db: str | None, results: list[ImageResult]) -> dict[str, str]:
     actions = {}
     with ResultStore.open(db) as store:
         for result in results:
-            if result.verdict.rank >= Verdict.BACKDOOR_IN_HISTORY.rank:
-                advice = advise(store, verdict_version(), result.ref)
+            if result.verdict.rank >= Verdict.BACKDOOR_IN_HISTORY.rank and result.digest:
+                # By digest: the tag in the label may have moved on to another image since.
+                repository = repository_of(result.ref)
+                advice = advise(store, verdict_version(), f"{repository}@{result.digest}")
                 if advice.move_to is not None or advice.rebuild_on is not None:
-                    actions[result.ref] = "; ".join(advice.lines[1:])
+                    actions[action_key(result)] = "; ".join(advice.lines[1:])
     return actions
 
 

@@ -520,6 +520,7 @@ class Crawler:
         try:
             layers = self._layer_results(pending.layers)
             result = assess_image(pending.label, pending.digest, pending.platform, pending.config, layers, self._views)
+            result.reasons.extend(f"note: {note}" for note in pending.image.notes)
         except ScanError as exc:
             result = error_result(pending.label, exc, pending.digest, pending.platform)
         except MemoryError:

@@ -30,7 +30,7 @@ from layerhound import __version__
 from layerhound.errors import LayerhoundError
 from layerhound.model import ImageResult
 from layerhound.report.rules import ADVISORY, CVE
-from layerhound.report.vex import REMEDY, STATUS, image_iri, image_purl
+from layerhound.report.vex import REMEDY, STATUS, action_key, image_iri, image_purl
 
 
 class CycloneDxError(LayerhoundError):
@@ -48,7 +48,7 @@ def cyclonedx_bom(results: Sequence[ImageResult], rules_version: str, actions: M
             name=result.ref,
             type=ComponentType.CONTAINER,
             version=result.digest,
-            bom_ref=purl or f"{image_iri(result)}#{index}",
+            bom_ref=f"{purl or image_iri(result)}#{index}",  # two tags of one digest stay two components
             purl=PackageURL.from_string(purl) if purl else None,
             properties=[Property(name="layerhound:verdict", value=result.verdict.value),
                         *([Property(name="layerhound:platform", value=result.platform)] if result.platform else []),
@@ -66,7 +66,8 @@ def cyclonedx_bom(results: Sequence[ImageResult], rules_version: str, actions: M
             id=CVE,
             source=VulnerabilitySource(name="NVD", url=XsUri(ADVISORY)),
             description="XZ Utils backdoor: liblzma 5.6.0/5.6.1 built from the backdoored release tarballs",
-            recommendation=(actions or {}).get(result.ref) or REMEDY,
+            recommendation=((actions or {}).get(action_key(result)) or REMEDY) if status.openvex == "affected"
+            else None,
             analysis=VulnerabilityAnalysis(
                 state=ImpactAnalysisState(status.cyclonedx), justification=justification, detail=detail
             ),

@@ -40,7 +40,8 @@ body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 .counts span{display:inline-block;margin:.2em .4em .2em 0;padding:.2em .6em;border-radius:3px;color:#fff}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.25em .4em;text-align:left;
-vertical-align:top}code{font-size:.92em;word-break:break-all}.v{color:#fff;padding:0 .4em;border-radius:3px}
+vertical-align:top;overflow-wrap:anywhere}code{font-size:.92em;word-break:break-all}
+.v{color:#fff;padding:0 .4em;border-radius:3px}
 .chain{display:flex;flex-wrap:wrap;align-items:center;gap:.3em;margin:.3em 0}.chain span{border:1px solid #999;
 border-radius:3px;padding:.1em .4em;background:#fafafa}.chain i{font-style:normal;color:#999}
 details{margin:.3em 0 .8em}summary{cursor:pointer}.filters{position:sticky;top:0;background:#fff;padding:.4em 0}
@@ -58,7 +59,8 @@ function filter() {
         text = document.getElementById("text").value.toLowerCase();
   let shown = 0;
   for (const row of document.querySelectorAll("[data-verdict]")) {
-    const ok = (!verdict || row.dataset.verdict === verdict) && (!repo || row.dataset.repo === repo) &&
+    const ok = (!verdict || row.dataset.kind === "timeline" || row.dataset.verdict === verdict) &&
+               (!repo || row.dataset.repo === repo) &&
                (!text || row.textContent.toLowerCase().includes(text));
     row.style.display = ok ? "" : "none"; if (ok && row.tagName === "TR") shown++;
   }
@@ -66,6 +68,12 @@ function filter() {
 }
 for (const id of ["verdict", "repo", "text"]) document.getElementById(id).addEventListener("input", filter);
 filter();
+// Printed, every piece of evidence shows (a closed <details> prints as its summary only).
+const opened = [];
+window.addEventListener("beforeprint", () => {
+  for (const d of document.querySelectorAll("details:not([open])")) { d.open = true; opened.push(d); }
+});
+window.addEventListener("afterprint", () => { while (opened.length) opened.pop().open = false; });
 document.body.dataset.ready = "1";
 """
 
@@ -93,13 +101,14 @@ def _timeline(repository: str, images: Sequence[ImageResult]) -> str:
     span = max(last - first, 1.0)
     width, left, right = 900, 60, 60
     marks = []
-    previous = -100.0
-    for index, (when, result) in enumerate(dated):
+    placed: list[float] = []
+    for when, result in dated:
         x = left + (when.timestamp() - first) / span * (width - left - right)
-        x = max(x, previous + 16)  # tags of the same day side by side, not on top of each other
-        previous = x
-        y = 28 + (index % 3) * 16
-        tag = result.ref.rsplit(":", 1)[-1] if ":" in result.ref.rsplit("/", 1)[-1] else result.ref
+        stacked = sum(1 for other in placed if abs(other - x) < 14)  # same day: stacked, never moved in time
+        placed.append(x)
+        y = 28 + (stacked % 6) * 16
+        name = result.ref.split("@", 1)[0]
+        tag = name.rsplit(":", 1)[-1] if ":" in name.rsplit("/", 1)[-1] else name.rsplit("/", 1)[-1]
         marks.append(
             f'<circle cx="{x:.1f}" cy="{y}" r="6" fill="{COLOR[result.verdict]}"><title>{_e(result.ref)}: '
             f'{result.verdict.value}, {when:%Y-%m-%d}</title></circle>'
@@ -108,10 +117,10 @@ def _timeline(repository: str, images: Sequence[ImageResult]) -> str:
     axis = (f'<line x1="{left}" y1="14" x2="{width - right}" y2="14" stroke="#999"/>'
             f'<text x="{left}" y="10" font-size="10">{dated[0][0]:%Y-%m-%d}</text>'
             f'<text x="{width - right}" y="10" font-size="10" text-anchor="end">{dated[-1][0]:%Y-%m-%d}</text>')
-    view = f"0 0 {max(width, previous + right):.0f} 100"
-    return (f'<div data-verdict="" data-repo="{_e(repository)}" class="timeline"><h3>{_e(repository)}</h3>'
-            f'<svg role="img" aria-label="tags of {_e(repository)} by date" width="100%" viewBox="{view}">'
-            f"{axis}{''.join(marks)}</svg></div>")
+    height = 60 + 16 * min(5, max((sum(1 for o in placed if abs(o - x) < 14) for x in placed), default=1))
+    return (f'<div data-kind="timeline" data-repo="{_e(repository)}" class="timeline"><h3>{_e(repository)}</h3>'
+            f'<svg role="img" aria-label="tags of {_e(repository)} by date" width="100%" '
+            f'viewBox="0 0 {width} {height}">{axis}{"".join(marks)}</svg></div>')
 
 
 def _lineage(results: Sequence[ImageResult]) -> str:
@@ -122,6 +131,13 @@ def _lineage(results: Sequence[ImageResult]) -> str:
             base_digest = result.base.split("@", 1)[1].split(" ", 1)[0] if "@" in result.base else ""
             children[base_digest].append(result)
     roots = [by_digest[d] for d in children if d in by_digest and not by_digest[d].base]
+    # A base that is not among these images (a report of one repository) still roots its tree.
+    for base_digest, kids in children.items():
+        if base_digest not in by_digest and kids and kids[0].base:
+            placeholder = ImageResult(kids[0].base.split("@", 1)[0] + " (not in this report)", base_digest, None,
+                                      Verdict.BACKDOORED_DORMANT)
+            by_digest[base_digest] = placeholder
+            roots.append(placeholder)
     if not roots:
         return "<p>No image here is built on an infected image (lineage comes from a crawl's store).</p>"
     rows: list[tuple[int, ImageResult]] = []

@@ -33,7 +33,7 @@ def cell(text: str) -> str:
     """Text safe in a Markdown table cell: no HTML, no emphasis, code, links or pipes, no line breaks
     (a cell never starts a line, so what only means something there stays as it is)."""
     flat = " ".join(text.split())
-    return _SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
+    return _SPECIAL.sub(r"\\\1", html.escape(flat, quote=False)).replace("@", "&#64;")  # no @mentions
 
 
 def render_markdown(results: Sequence[ImageResult], rules_version: str) -> str:
@@ -57,7 +57,7 @@ def render_markdown(results: Sequence[ImageResult], rules_version: str) -> str:
     for result in results:
         if result.verdict is Verdict.CLEAN:
             continue
-        summary = html.escape(f"{result.ref}: {result.verdict.value}")
+        summary = html.escape(" ".join(f"{result.ref}: {result.verdict.value}".split())).replace("@", "&#64;")
         lines += ["", f"<details><summary>{summary}</summary>", ""]
         lines += [f"- {cell(reason)}" for reason in result.reasons]
         if result.findings:

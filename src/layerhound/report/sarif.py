@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -42,9 +43,21 @@ def load_sarif_schema() -> dict[str, Any]:
 
 
 def fingerprint(image: ImageResult, finding: Finding) -> str:
-    """Stable across runs for the same image, rule and path."""
-    key = "\0".join([image.digest or image.ref, finding.rule, finding.path])
+    """Stable across runs for the same image, rule, path, layer and archive member (two layers
+    may carry the same path; a tarball holds several members)."""
+    member = str(finding.evidence.get("member", ""))
+    key = "\0".join([image.digest or image.ref, finding.rule, finding.path, finding.layer or "", member])
     return hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()
+
+
+def artifact_uri(path: str) -> str:
+    """An in-image path as a relative URI reference: percent-encoded, ``:`` included, so no segment
+    reads as a scheme (``/c:/x``) and ``#``, ``%`` or spaces stay part of the path."""
+    quoted: str = urllib.parse.quote(path.lstrip("/").encode("utf-8", "backslashreplace"), safe="/!$&'()*+,;=@-._~")
+    return quoted or "."
+
+
+_ORDER = [Indicates.IMPLANT, Indicates.PAYLOAD, Indicates.SOURCE, Indicates.AFFECTED_VERSION, Indicates.INCONSISTENCY]
 
 
 def _layer_position(image: ImageResult, digest: str | None) -> int | None:
@@ -72,7 +85,7 @@ def _result(image: ImageResult, finding: Finding, rule_index: int) -> dict[str, 
         "message": {"text": f"{text.short}: {finding.path} {where}, image {image.ref} ({image.verdict.value})"},
         "locations": [{
             # A binary has no lines; GitHub's upload needs region.startLine, so line 1 stands for the file.
-            "physicalLocation": {"artifactLocation": {"uri": finding.path.lstrip("/") or ".",
+            "physicalLocation": {"artifactLocation": {"uri": artifact_uri(finding.path),
                                                       "uriBaseId": "IMAGE_ROOT"},
                                  "region": {"startLine": 1}},
             "logicalLocations": logical,
@@ -100,15 +113,24 @@ def sarif_document(results: Sequence[ImageResult], rules_version: str) -> dict[s
     index: dict[str, int] = {}
     sarif_results: list[dict[str, Any]] = []
     notifications: list[dict[str, Any]] = []
+    # A rule's level and severity are those of its most severe finding anywhere in the run
+    # (an implant inside an archive is payload, a known-bad hash may be source material).
+    worst: dict[str, Indicates] = {}
+    for image in results:
+        for finding in image.findings:
+            known = worst.get(finding.rule)
+            if known is None or _ORDER.index(finding.indicates) < _ORDER.index(known):
+                worst[finding.rule] = finding.indicates
     for image in results:
         if image.verdict is Verdict.ERROR:
-            notifications.append({"level": "error", "message": {"text": f"{image.ref}: {image.error}"},
+            notifications.append({"level": "error", "message": {"text": f"{image.ref}: {image.error or 'not judged'}"},
                                   "properties": {"image": image.ref, "failure": image.failure.kind
                                                  if image.failure else None}})
             continue
         for finding in image.findings:
             if finding.rule not in index:
-                text = rule_text(finding.rule, finding.indicates)
+                indicates = worst[finding.rule]
+                text = rule_text(finding.rule, indicates)
                 index[finding.rule] = len(rules)
                 rules.append({
                     "id": finding.rule,
@@ -118,9 +140,9 @@ def sarif_document(results: Sequence[ImageResult], rules_version: str) -> dict[s
                     "help": {"text": f"{text.help} See {ADVISORY}.",
                              "markdown": f"{text.help} See [{CVE}]({ADVISORY})."},
                     "helpUri": ADVISORY,
-                    "defaultConfiguration": {"level": LEVEL[finding.indicates]},
-                    "properties": {"security-severity": f"{SEVERITY[finding.indicates]:.1f}",
-                                   "tags": ["security", CVE, "supply-chain"], "indicates": finding.indicates.value},
+                    "defaultConfiguration": {"level": LEVEL[indicates]},
+                    "properties": {"security-severity": f"{SEVERITY[indicates]:.1f}",
+                                   "tags": ["security", CVE, "supply-chain"], "indicates": indicates.value},
                 })
             sarif_results.append(_result(image, finding, index[finding.rule]))
     invocation: dict[str, Any] = {"executionSuccessful": not notifications}

@@ -93,6 +93,11 @@ def image_purl(result: ImageResult) -> str | None:
     return purl
 
 
+def action_key(result: ImageResult) -> str:
+    """How ``actions`` name an image: its digest (a tag may have moved on), else its reference."""
+    return result.digest or result.ref
+
+
 def image_iri(result: ImageResult) -> str:
     """An IRI for an image without a digest (a root filesystem, a file)."""
     return "urn:layerhound:image:" + urllib.parse.quote(result.ref, safe="")
@@ -136,7 +141,7 @@ def openvex_document(
             statement["justification"] = status.justification
             statement["impact_statement"] = notes
         elif status.openvex == "affected":
-            statement["action_statement"] = (actions or {}).get(result.ref) or REMEDY
+            statement["action_statement"] = (actions or {}).get(action_key(result)) or REMEDY
             statement["action_statement_timestamp"] = when
             statement["status_notes"] += f": {notes}"
         else:

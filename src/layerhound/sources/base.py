@@ -65,6 +65,9 @@ class Image(ABC):
     """The reference as the user should see it in reports."""
     digest: str | None
     """Digest of the image manifest, None for host sources (rootfs, file)."""
+    notes: list[str] = []  # noqa: RUF012 - never mutated on the class; sources set their own list
+    """What the source noticed about the image that is worth a line in its report (a name that
+    disagrees with the content, for one); not an error."""
     memo: ConfigMemo | None = None
     """Where the config may be kept between runs (the layer cache, a crawl's store).
     A source whose config is a content-addressed blob reads it from there when

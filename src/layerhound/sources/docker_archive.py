@@ -16,17 +16,18 @@ An archive with no ``manifest.json`` but an OCI layout is read as one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from layerhound.errors import BlobError, ManifestError, ScanError, SourceError
+from layerhound.errors import ManifestError, ScanError, SourceError
 from layerhound.layers.layer import Layer, TarBlobLayer
 from layerhound.layers.ref import BlobSource
-from layerhound.sources.base import BlobStore, Image, ManifestImage, load_json
+from layerhound.layers.stream import sniff_compression
+from layerhound.sources.base import Image, ManifestImage, load_json
 from layerhound.sources.manifest import DOCKER_LAYER, OCI_LAYER, DocKind, read_document, walk_index
 from layerhound.sources.oci_layout import (
     ArchiveBlobStore,
@@ -134,20 +135,19 @@ def _oci_manifests(archive: TarArchive) -> dict[str, tuple[str, dict[str, Any], 
     return found
 
 
-def config_digest(name: str) -> str:
-    """The digest a config's member name carries (``<hex>.json`` or ``blobs/…``).
-
-    The name is the only thing the config can be verified against; a name
-    that carries no digest is refused rather than read unverified.
-    """
+def named_digest(name: str, suffixes: tuple[str, ...] = (".json",)) -> str | None:
+    """The digest a member's name claims: ``blobs/sha256/<hex>``, ``<hex>.json`` (docker save),
+    ``sha256:<hex>`` (crane, ko), ``<hex>.tar.gz`` (crane's layers); None for a name that claims none."""
     digest = digest_of_blob_path(name)
     if digest is not None:
         return digest
     base = normalize_member(name).rsplit("/", 1)[-1]
-    hexpart = base.removesuffix(".json")
+    for suffix in suffixes:
+        base = base.removesuffix(suffix)
+    hexpart = base.removeprefix("sha256:")
     if len(hexpart) == 64 and set(hexpart) <= _HEX:
         return f"sha256:{hexpart}"
-    raise ManifestError(f"docker-archive: config {name!r} is not named by its digest; cannot verify it")
+    return None
 
 
 def _image(
@@ -162,42 +162,41 @@ def _image(
         raise ManifestError(f"{label}: manifest.json entry has no Config or Layers")
     if not all(isinstance(name, str) for name in layers):
         raise ManifestError(f"{label}: manifest.json lists a layer that is not a path")
-    digest = config_digest(config_name)
-    if digest in oci and all(digest_of_blob_path(name) for name in layers):
-        manifest_digest, manifest, platform = oci[digest]
+    claimed = named_digest(config_name)
+    if claimed is not None and claimed in oci and all(digest_of_blob_path(name) for name in layers):
+        manifest_digest, manifest, platform = oci[claimed]
         return ManifestImage(label, manifest_digest, manifest, ArchiveBlobStore(archive), platform)
-    return DockerArchiveImage(label, archive, config_name, digest, layers)
-
-
-class _MemberStore(BlobStore):
-    """Opens archive members by the digest they are expected to have."""
-
-    def __init__(self, archive: TarArchive, names: dict[str, str]) -> None:
-        self.archive = archive
-        self.names = names
-
-    def open(self, digest: str) -> AbstractContextManager[BinaryIO]:
-        name = self.names.get(digest)
-        if name is None or not self.archive.has(name):
-            raise BlobError(f"docker-archive: {name or digest} is missing from {self.archive.path}")
-        return self.archive.open(name)
+    return DockerArchiveImage(label, archive, config_name, claimed, layers)
 
 
 class DockerArchiveImage(Image):
     """One ``manifest.json`` entry read without an OCI manifest (legacy layout).
 
-    ``digest`` is the image ID (``sha256:`` of the config), which is what
-    ``docker images`` shows; such archives carry no manifest digest.
+    ``digest`` is the image ID, the sha256 of the config's bytes, which is what
+    ``docker images`` shows (such archives carry no manifest digest). The
+    config's member name is no promise: ``docker load`` takes any name, so a
+    name that claims another digest than the content has is a note on the
+    result, not a refusal.
     """
 
     def __init__(
-        self, ref: str, archive: TarArchive, config_name: str, digest: str, layer_names: list[str]
+        self, ref: str, archive: TarArchive, config_name: str, claimed: str | None, layer_names: list[str]
     ) -> None:
         self.ref = ref
-        self.digest = digest
         self.archive = archive
         self.config_name = config_name
         self.layer_names = layer_names
+        data = archive.read(config_name)
+        if data is None:
+            raise SourceError(f"{ref}: config {config_name} is missing from {archive.path}")
+        self._config_bytes = data
+        self.digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.notes: list[str] = []
+        if claimed is not None and claimed != self.digest:
+            self.notes.append(
+                f"the config member {config_name!r} is named for {claimed}, but its content hashes to "
+                f"{self.digest}: the image ID is the content's (as docker load takes it)"
+            )
 
     @property
     def config_digest(self) -> str | None:
@@ -205,10 +204,7 @@ class DockerArchiveImage(Image):
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        assert self.digest is not None
-        store = _MemberStore(self.archive, {self.digest: self.config_name})
-        data = store.read_verified(self.digest, f"{self.ref}: image config")
-        return load_json(data, f"{self.ref}: image config")
+        return load_json(self._config_bytes, f"{self.ref}: image config")
 
     @cached_property
     def layers(self) -> list[Layer]:
@@ -222,6 +218,10 @@ class DockerArchiveImage(Image):
             )
         return list(self._layers(diff_ids))
 
+    def _compressed(self, name: str) -> bool:
+        with self.archive.open(name) as member:
+            return sniff_compression(member.read(8)) != "none"
+
     def _layers(self, diff_ids: list[Any]) -> Iterator[Layer]:
         for name, diff_id in zip(self.layer_names, diff_ids, strict=True):  # lengths checked in layers
             if not isinstance(diff_id, str):
@@ -229,9 +229,12 @@ class DockerArchiveImage(Image):
             info = self.archive.find(name)
             if info is None:
                 raise SourceError(f"{self.ref}: layer {name} is missing from {self.archive.path}")
-            named = digest_of_blob_path(name)
+            named = named_digest(name, (".tar.gz", ".tgz", ".tar.zst", ".tar", ".gz"))
+            # A compressed layer named by nothing is verified by its diff_id only; an uncompressed
+            # layer's blob digest is its diff_id.
+            digest = None if named is None and self._compressed(name) else named or diff_id
             yield TarBlobLayer(
-                digest=named or diff_id,
+                digest=digest,
                 size=info.size,
                 media_type=OCI_LAYER if named else DOCKER_LAYER,
                 opener=partial(self.archive.open, name),
