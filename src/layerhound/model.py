@@ -115,6 +115,9 @@ class LayerStats:
     files_read: int = 0
     elf_files: int = 0
     bytes_uncompressed: int = 0
+    not_walked: list[str] = field(default_factory=list)
+    """What a host directory walk left out, and why: pseudo filesystems, other mounts,
+    unreadable files and directories (``path: reason``)."""
     skipped_oversize: list[str] = field(default_factory=list)
     """Files a detector wanted but that exceed its size bound; an archive's
     member is named ``/archive/path!/member``."""

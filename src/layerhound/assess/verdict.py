@@ -132,6 +132,8 @@ def _describe_packages(findings: Sequence[Finding]) -> str:
 def _layer_notes(layers: Sequence[LayerResult]) -> list[str]:
     notes: list[str] = []
     for layer in layers:
+        for note in layer.stats.not_walked:
+            notes.append(f"not walked: {note}")
         for path in layer.stats.skipped_oversize:
             notes.append(f"not inspected (over the size bound): {path} in {_short(layer.digest)}")
         for error in layer.stats.detector_errors:

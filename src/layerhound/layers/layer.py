@@ -12,6 +12,7 @@ import io
 import lzma
 import os
 import posixpath
+import re
 import stat
 import tarfile
 import zlib
@@ -114,6 +115,8 @@ class Layer(ABC):
     none does); verified while the members are read."""
     compression: str = ""
     """What the blob turned out to be compressed with, once read."""
+    notes: list[str] = []  # noqa: RUF012 - never mutated on the class; a walking layer sets its own
+    """What a walk of the layer left out and why (host directories), filled while it walks."""
 
     @property
     def ref(self) -> LayerRef | None:
@@ -302,52 +305,128 @@ def tar_entry(info: tarfile.TarInfo) -> Entry:
     return Entry(path, EntryType.OTHER, 0, info.mode)
 
 
-class DirectoryLayer(Layer):
-    """An unpacked root filesystem on the host (``rootfs:DIR``).
+PSEUDO_FILESYSTEMS = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "ramfs", "cgroup", "cgroup2", "mqueue", "securityfs",
+    "debugfs", "tracefs", "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs", "binfmt_misc",
+    "efivarfs", "nsfs", "rpc_pipefs", "selinuxfs",
+})
+"""Filesystem types a walk of a host root never enters: kernel views and memory, not an image."""
+HOST_PSEUDO_DIRS = ("/proc", "/sys", "/dev", "/run")
+"""Never walked when the root is the host's own ``/``, whatever is mounted there."""
 
-    Symlinks are recorded, never followed; files are opened with O_NOFOLLOW so
-    a link swapped in during the walk cannot redirect a read.
+
+def pseudo_mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
+    """Mount point → filesystem type of every pseudo filesystem mounted on this host."""
+    found: dict[str, str] = {}
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if "-" not in fields or len(fields) < 5:
+            continue
+        fstype = fields[fields.index("-") + 1] if fields.index("-") + 1 < len(fields) else ""
+        if fstype in PSEUDO_FILESYSTEMS:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            found[point] = fstype
+    return found
+
+
+class DirectoryLayer(Layer):
+    """An unpacked root filesystem on the host (``rootfs:DIR``, ``rootfs:/`` for the host itself).
+
+    Symlinks are recorded, never followed; files are opened with O_NOFOLLOW (and
+    O_NONBLOCK, should a FIFO be swapped in) so a link swapped in during the walk
+    cannot redirect a read, and only regular files are ever opened. The walk
+    never enters a pseudo filesystem (``/proc``, ``/sys``, tmpfs, cgroup…), stays
+    on the filesystem it starts on unless ``cross_mounts``, and an unreadable
+    file or directory is a note (``notes``), not the end of the scan.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cross_mounts: bool = False) -> None:
         if not root.is_dir():
             raise SourceError(f"rootfs: {root} is not a directory")
         self.root = root
+        self.cross_mounts = cross_mounts
         self.digest = None
         self.size = 0
         self.media_type = "application/vnd.layerhound.rootfs"
+        self.notes = []
 
     def members(self) -> Iterator[Member]:
         root = str(self.root)
-        for dirpath, dirnames, filenames in os.walk(root, onerror=self._raise):
-            dirnames.sort()
+        real_root = os.path.realpath(root)
+        device = os.lstat(root).st_dev
+        pseudo = pseudo_mounts()
+        self.notes = []
+        for dirpath, dirnames, filenames in os.walk(root, onerror=self._unreadable):
             rel_dir = os.path.relpath(dirpath, root)
-            for name in dirnames + sorted(filenames):
+            kept = []
+            for name in sorted(dirnames):
+                host = os.path.join(dirpath, name)
+                path = image_path(posixpath.join(rel_dir.replace(os.sep, "/"), name))
+                reason = self._not_to_walk(host, path, real_root, device, pseudo)
+                if reason is not None:
+                    self.notes.append(f"{path}: {reason}")
+                    yield Member(Entry(path, EntryType.DIR, 0, 0o755), None)
+                    continue
+                kept.append(name)
+            dirnames[:] = kept
+            for name in kept + sorted(filenames):
                 host = os.path.join(dirpath, name)
                 path = image_path(posixpath.join(rel_dir.replace(os.sep, "/"), name))
                 yield from self._member(host, path)
 
-    @staticmethod
-    def _raise(exc: OSError) -> None:
-        raise SourceError(f"rootfs: cannot read {exc.filename}: {exc.strerror}") from exc
-
-    @staticmethod
-    def _member(host: str, path: str) -> Iterator[Member]:
+    def _not_to_walk(
+        self, host: str, path: str, real_root: str, device: int, pseudo: dict[str, str]
+    ) -> str | None:
+        """Why the directory ``host`` is not entered, or None."""
+        if real_root == "/" and path in HOST_PSEUDO_DIRS:
+            return "the host's pseudo filesystems are not part of any image"
+        real = os.path.realpath(host)
+        if real in pseudo:
+            return f"a {pseudo[real]} filesystem (kernel or memory, not files of the image)"
         try:
             st = os.lstat(host)
         except OSError as exc:
-            raise SourceError(f"rootfs: cannot stat {host}: {exc.strerror}") from exc
+            return f"cannot stat: {exc.strerror}"
+        if stat.S_ISDIR(st.st_mode) and st.st_dev != device and not self.cross_mounts:
+            return "another filesystem is mounted here (not crossed)"
+        return None
+
+    def _unreadable(self, exc: OSError) -> None:
+        self.notes.append(f"{exc.filename}: cannot read the directory: {exc.strerror}")
+
+    def _member(self, host: str, path: str) -> Iterator[Member]:
+        try:
+            st = os.lstat(host)
+        except OSError as exc:
+            self.notes.append(f"{path}: cannot stat: {exc.strerror}")
+            return
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
-            yield Member(Entry(path, EntryType.SYMLINK, 0, mode, os.readlink(host)), None)
+            try:
+                target = os.readlink(host)
+            except OSError as exc:
+                self.notes.append(f"{path}: cannot read the link: {exc.strerror}")
+                return
+            yield Member(Entry(path, EntryType.SYMLINK, 0, mode, target), None)
         elif stat.S_ISDIR(st.st_mode):
             yield Member(Entry(path, EntryType.DIR, 0, mode), None)
         elif stat.S_ISREG(st.st_mode):
             try:
-                fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
+                fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError as exc:
-                raise SourceError(f"rootfs: cannot read {host}: {exc.strerror}") from exc
+                self.notes.append(f"{path}: not read: {exc.strerror}")
+                yield Member(Entry(path, EntryType.FILE, 0, mode), None)
+                return
             with os.fdopen(fd, "rb") as fileobj:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else after the lstat
+                    self.notes.append(f"{path}: changed while walked, not read")
+                    yield Member(Entry(path, EntryType.OTHER, 0, mode), None)
+                    return
                 yield Member(Entry(path, EntryType.FILE, st.st_size, mode), fileobj)
         else:
             yield Member(Entry(path, EntryType.OTHER, 0, mode), None)

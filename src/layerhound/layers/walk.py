@@ -92,6 +92,7 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
             continue
         walk.judge(member, None, entry.path)
     stats.compression = layer.compression
+    stats.not_walked.extend(layer.notes)
     result.diff_id = layer.walked_diff_id
     put_in_order(result, detectors)
     return result
