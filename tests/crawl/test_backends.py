@@ -240,17 +240,25 @@ def test_concurrent_first_opens_of_a_postgresql_store_migrate_it_once(postgres: 
         assert {"verdicts", "layer_parts", "configs", "crawl_runs"} <= tables
 
 
+def reference_crawl(
+    capsys: pytest.CaptureFixture[str], counting: FaultProxy, world: World, tmp_path: Path
+) -> tuple[str, dict[str, str], Content]:
+    """A crawl of the world on the local process pool: what every other executor must match."""
+    reference_db = sqlite_url(tmp_path / "local.sqlite3")
+    status, verdicts, err = cli_crawl(capsys, counting, world, reference_db)
+    assert status == 1, err
+    reference = content_of(reference_db)
+    assert_meaningful(reference, world)
+    return reference_db, verdicts, reference
+
+
 # ---------------------------------------------------------------- Dask
 
 
 def test_local_dask_cluster_gives_the_same_store_as_the_process_pool(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, world: World, counting: FaultProxy
 ) -> None:
-    reference_db = sqlite_url(tmp_path / "local.sqlite3")
-    status, verdicts, err = cli_crawl(capsys, counting, world, reference_db)
-    assert status == 1, err
-    reference = content_of(reference_db)
-    assert_meaningful(reference, world)
+    reference_db, verdicts, reference = reference_crawl(capsys, counting, world, tmp_path)
 
     dask_db = sqlite_url(tmp_path / "dask.sqlite3")
     settings = RegistrySettings(insecure_registries=frozenset({counting.host}))
@@ -285,11 +293,7 @@ def test_local_dask_cluster_gives_the_same_store_as_the_process_pool(
 def test_dask_scheduler_started_apart_gives_the_same_store_through_the_cli(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, world: World, counting: FaultProxy
 ) -> None:
-    reference_db = sqlite_url(tmp_path / "local.sqlite3")
-    status, verdicts, err = cli_crawl(capsys, counting, world, reference_db)
-    assert status == 1, err
-    reference = content_of(reference_db)
-    assert_meaningful(reference, world)
+    reference_db, verdicts, reference = reference_crawl(capsys, counting, world, tmp_path)
 
     dask, port = dask_program(), free_port()
     address = f"tcp://{LOOPBACK}:{port}"

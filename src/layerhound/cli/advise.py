@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerhound.cli.common import (
     EXIT_ERROR,
@@ -17,13 +18,13 @@ from layerhound.cli.common import (
     registry_settings,
     write_output,
 )
-from layerhound.crawl.executor import Executor, make_executor
-from layerhound.crawl.run import Crawler, verdict_version
 from layerhound.crawl.targets import parse_target
 from layerhound.errors import ReferenceError_, UsageError
-from layerhound.lineage.advice import advise, repository_of
-from layerhound.registry.session import RegistrySession
-from layerhound.store.results import ResultStore
+
+if TYPE_CHECKING:
+    from layerhound.crawl.executor import Executor
+    from layerhound.registry.session import RegistrySession
+    from layerhound.store.results import ResultStore
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,16 +55,26 @@ class CrawlProber:
         self._listed: set[str] = set()
 
     def list_tags(self, repository: str) -> None:
+        from layerhound.crawl.run import Crawler
+
         if repository not in self._listed:
             self._listed.add(repository)
             Crawler(self.store, self.session, self.executor).observe_tags(parse_target(f"docker://{repository}"))
 
     def judge(self, reference: str) -> None:
+        from layerhound.crawl.run import Crawler
+
         crawler = Crawler(self.store, self.session, self.executor)
         crawler.run([parse_target(f"docker://{reference}")], {"advise": self.reference})
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerhound.crawl.executor import make_executor
+    from layerhound.crawl.run import verdict_version
+    from layerhound.lineage.advice import advise, repository_of
+    from layerhound.registry.session import RegistrySession
+    from layerhound.store.results import ResultStore
+
     try:
         repository_of(args.reference)
     except ReferenceError_ as exc:

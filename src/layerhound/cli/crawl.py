@@ -19,18 +19,14 @@ from layerhound.cli.common import (
     use_color,
     write_output,
 )
-from layerhound.crawl.executor import make_executor
-from layerhound.crawl.run import Crawler, crawl_status
 from layerhound.crawl.targets import Target, parse_target, read_targets
 from layerhound.detectors.registry import rules_version
 from layerhound.errors import UsageError
 from layerhound.model import ImageResult, Verdict
-from layerhound.registry.session import RegistrySession
 from layerhound.registry.tags import date_window
 from layerhound.report.formats import ReportFormat, render
 from layerhound.report.json_report import scan_document
 from layerhound.sources.manifest import parse_platform
-from layerhound.store.results import ResultStore
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,13 +75,17 @@ def targets_of(args: argparse.Namespace) -> list[Target]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerhound.crawl.executor import make_executor
+    from layerhound.crawl.run import Crawler, crawl_status
+    from layerhound.registry.session import RegistrySession
+    from layerhound.report.crawl_progress import CrawlProgress
+    from layerhound.store.results import ResultStore
+
     targets = targets_of(args)
     date_window(args.since, args.until)  # bad dates fail before anything is opened
     parse_platform(args.platform)
     settings = registry_settings(args)
     ResultStore.create_sqlite_dir(args.db)
-    from layerhound.report.crawl_progress import CrawlProgress
-
     progress = None if args.no_progress else CrawlProgress()
     with ResultStore.open(args.db) as store, RegistrySession(settings) as session:
         executor = make_executor(args.executor, args.jobs)

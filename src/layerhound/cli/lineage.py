@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from layerhound.cli.common import EXIT_OK, OutputFormat, add_db_option, write_output
-from layerhound.crawl.run import verdict_version
 from layerhound.errors import UsageError
-from layerhound.lineage.graph import Lineage, Node
-from layerhound.store.results import ResultStore
+
+if TYPE_CHECKING:
+    from layerhound.lineage.graph import Lineage, Node
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,6 +32,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerhound.crawl.run import verdict_version
+    from layerhound.lineage.graph import Lineage
+    from layerhound.store.results import ResultStore
     if bool(args.reference) == bool(args.infected):
         raise UsageError("lineage: give either REF|sha256:LAYER or --infected")
     with ResultStore.open(args.db) as store:

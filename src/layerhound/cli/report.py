@@ -13,16 +13,9 @@ from layerhound.cli.common import (
     use_color,
     write_output,
 )
-from layerhound.crawl.run import verdict_version
-from layerhound.detectors.registry import rules_version
-from layerhound.errors import UsageError
-from layerhound.lineage.advice import advise
+from layerhound.errors import ReferenceError_, UsageError
 from layerhound.model import ImageResult, Verdict
 from layerhound.report.formats import ReportFormat, render
-from layerhound.report.from_store import stored_images
-from layerhound.report.html import repository_of
-from layerhound.report.vex import action_key
-from layerhound.store.results import ResultStore
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,12 +38,19 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def advice_for(db: str | None, results: list[ImageResult]) -> dict[str, str]:
     """What ``advise`` says (from the store alone) for every image that carries the implant."""
+    from layerhound.crawl.run import verdict_version
+    from layerhound.lineage.advice import advise, repository_of
+    from layerhound.report.vex import action_key
+    from layerhound.store.results import ResultStore
     actions = {}
     with ResultStore.open(db) as store:
         for result in results:
             if result.verdict.rank >= Verdict.BACKDOOR_IN_HISTORY.rank and result.digest:
                 # By digest: the tag in the label may have moved on to another image since.
-                repository = repository_of(result.ref)
+                try:
+                    repository = repository_of(result.ref)[0]
+                except ReferenceError_:
+                    continue  # a local image (oci:, rootfs:): no repository to advise on
                 advice = advise(store, verdict_version(), f"{repository}@{result.digest}")
                 if advice.move_to is not None or advice.rebuild_on is not None:
                     actions[action_key(result)] = "; ".join(advice.lines[1:])
@@ -58,6 +58,10 @@ def advice_for(db: str | None, results: list[ImageResult]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerhound.crawl.run import verdict_version
+    from layerhound.detectors.registry import rules_version
+    from layerhound.report.from_store import stored_images
+    from layerhound.store.results import ResultStore
     with ResultStore.open(args.db) as store:
         results = stored_images(store, verdict_version())
     if args.repository:

@@ -37,20 +37,20 @@ from layerhound import __version__
 from layerhound.assess.verdict import ASSESS_VERSION, assess_image
 from layerhound.crawl.executor import Executor, TaskFuture
 from layerhound.crawl.targets import Target
-from layerhound.crawl.worker import LayerOutcome, judge_layer_task
+from layerhound.crawl.worker import LayerOutcome, judge_layer, judge_layer_task
 from layerhound.detectors.base import Detector
 from layerhound.detectors.registry import ALL_DETECTORS, rules_version
 from layerhound.errors import PullBudgetExhausted, RegistryError, ScanError
 from layerhound.fs.merged import ViewCache
 from layerhound.layers.layer import Layer
-from layerhound.layers.walk import walk_layer, walk_version
+from layerhound.layers.walk import walk_version
 from layerhound.lineage.graph import Lineage
 from layerhound.model import Failure, ImageResult, LayerResult, Verdict
 from layerhound.registry.hub import parse_timestamp
 from layerhound.registry.session import RegistrySession
 from layerhound.registry.tags import tag_history
 from layerhound.report.from_store import stored_result
-from layerhound.scan import error_result, failure_of, internal_error
+from layerhound.scan import error_result, internal_error
 from layerhound.sources import open_images
 from layerhound.sources.base import Image
 from layerhound.sources.manifest import parse_platform
@@ -129,8 +129,6 @@ class CrawlSummary:
 
 _Key = tuple[str, str | None]
 """A layer task's identity: blob digest and the diff_id it must have."""
-
-
 
 
 @dataclass
@@ -257,7 +255,7 @@ class Crawler:
         if target.every_tag:
             return self._tag_units(target, name)
         reference = f"docker://{name}@{target.digest}" if target.digest else f"docker://{name}:{target.tag}"
-        label = f"{name}:{target.tag}" if target.tag else f"{name}@{target.digest}"
+        label = _label_of(target)
         digest = target.digest
         if digest is None and target.tag is not None:
             try:
@@ -384,8 +382,8 @@ class Crawler:
             config = image.config
             layers = image.layers
         except RegistryError as exc:
-            if isinstance(exc, PullBudgetExhausted) or exc.status == 429:
-                del self.covered[digest]
+            if _rate_limited(exc):
+                del self.covered[digest]  # not judged: the next crawl takes it up
             self._stop_if_rate_limited(exc)
             self._fail_image(digest, unit.label, platform, exc)
             return
@@ -444,11 +442,8 @@ class Crawler:
             self._finished(key, self._lost(layer, names, exc))
 
     def _walk_here(self, layer: Layer, names: tuple[str, ...]) -> LayerOutcome:
-        try:
-            result = walk_layer(layer, [d for d in self.detectors if d.name in names])
-        except ScanError as exc:
-            return LayerOutcome(layer.digest, layer.diff_id, names, failure=failure_of(exc))
-        return LayerOutcome(layer.digest, layer.diff_id, names, result=result)
+        detectors = [d for d in self.detectors if d.name in names]
+        return judge_layer(lambda: layer, layer.digest, layer.diff_id, detectors, names)
 
     @staticmethod
     def _lost(layer: Layer, names: tuple[str, ...], exc: BaseException) -> LayerOutcome:
@@ -573,7 +568,7 @@ class Crawler:
 
     def _stop_if_rate_limited(self, exc: RegistryError) -> None:
         """The pull budget at its reserve, or a 429 the retries could not outlast: stop the crawl cleanly."""
-        if isinstance(exc, PullBudgetExhausted) or exc.status == 429:
+        if _rate_limited(exc):
             raise _StopCrawl(self._budget_message(exc)) from None
 
     def _budget_message(self, exc: RegistryError) -> str:
@@ -630,6 +625,11 @@ class _Failed(ScanError):
         self.retryable = failure.retryable
 
 
+def _rate_limited(exc: RegistryError) -> bool:
+    """The pull budget at its reserve, or a 429 the retries could not outlast."""
+    return isinstance(exc, PullBudgetExhausted) or exc.status == 429
+
+
 def _label_of(target: Target) -> str:
     if target.tag:
         return f"{target.name}:{target.tag}"
@@ -654,6 +654,5 @@ __all__ = [
     "Crawler",
     "SilentCrawlObserver",
     "crawl_status",
-    "stored_result",
     "verdict_version",
 ]

@@ -10,12 +10,13 @@ coordinator writes, so workers never share a database connection.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from layerhound.detectors.base import Detector
 from layerhound.detectors.registry import ALL_DETECTORS
 from layerhound.errors import ScanError
+from layerhound.layers.layer import Layer
 from layerhound.layers.ref import LayerRef
 from layerhound.layers.walk import walk_layer
 from layerhound.model import Failure, LayerResult
@@ -43,17 +44,30 @@ def detectors_named(names: Sequence[str]) -> list[Detector]:
     return [d for d in ALL_DETECTORS if d.name in wanted]
 
 
-def judge_layer_task(ref: LayerRef, settings: RegistrySettings, detector_names: tuple[str, ...]) -> LayerOutcome:
-    """Walk one layer blob with the named detectors; never raises for a bad layer."""
-    detectors = detectors_named(detector_names)
+def judge_layer(
+    opener: Callable[[], Layer],
+    digest: str | None,
+    diff_id: str | None,
+    detectors: Sequence[Detector],
+    names: tuple[str, ...],
+) -> LayerOutcome:
+    """Open and walk one layer; never raises for a bad layer, nor for a bug of ours on it
+    (its images fail, the crawl goes on). Where the walk runs (a worker, the coordinator for a
+    host layer) makes no difference to the outcome."""
     try:
-        with RegistrySession(settings) as session:
-            result = walk_layer(open_layer(ref, session), detectors)
+        result = walk_layer(opener(), detectors)
     except ScanError as exc:
-        return LayerOutcome(ref.digest, ref.diff_id, detector_names, failure=failure_of(exc))
+        return LayerOutcome(digest, diff_id, names, failure=failure_of(exc))
     except MemoryError:
         raise
-    except Exception as exc:  # a bug of ours on this layer: its images fail, the crawl goes on
-        failure = failure_of(internal_error(f"layer {ref.digest}", exc))
-        return LayerOutcome(ref.digest, ref.diff_id, detector_names, failure=failure)
-    return LayerOutcome(ref.digest, ref.diff_id, detector_names, result=result)
+    except Exception as exc:
+        return LayerOutcome(digest, diff_id, names, failure=failure_of(internal_error(f"layer {digest}", exc)))
+    return LayerOutcome(digest, diff_id, names, result=result)
+
+
+def judge_layer_task(ref: LayerRef, settings: RegistrySettings, detector_names: tuple[str, ...]) -> LayerOutcome:
+    """Walk one layer blob with the named detectors, through this process's own registry session."""
+    with RegistrySession(settings) as session:
+        return judge_layer(
+            lambda: open_layer(ref, session), ref.digest, ref.diff_id, detectors_named(detector_names), detector_names
+        )

@@ -82,8 +82,9 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def repository_of(ref: str) -> str:
-    """``registry/repository`` of a reference label (the part before the tag or digest)."""
+def _group_of(ref: str) -> str:
+    """What the page groups a reference under: its ``registry/repository`` (the label before the tag or
+    digest; a local reference as written)."""
     base = ref.split("@", 1)[0]
     head, sep, tail = base.rpartition(":")
     return head if sep and "/" not in tail else base
@@ -183,7 +184,7 @@ def _evidence(result: ImageResult, positions: dict[str, int]) -> str:
     )
     table = (f"<table><tr><th>path</th><th>layer (position)</th><th>rule</th><th>kind</th><th>where</th></tr>"
              f"{findings}</table>") if findings else ""
-    return (f'<details data-verdict="{result.verdict.value}" data-repo="{_e(repository_of(result.ref))}">'
+    return (f'<details data-verdict="{result.verdict.value}" data-repo="{_e(_group_of(result.ref))}">'
             f'<summary><span class="v" style="background:{COLOR[result.verdict]}">{result.verdict.value}</span> '
             f"{_e(result.ref)}</summary>{_chain(result)}<ul>{reasons}</ul>{table}</details>")
 
@@ -193,13 +194,13 @@ def render_html(results: Sequence[ImageResult], rules_version: str) -> str:
     counts = Counter(r.verdict for r in results)
     repositories: dict[str, list[ImageResult]] = defaultdict(list)
     for result in results:
-        repositories[repository_of(result.ref)].append(result)
+        repositories[_group_of(result.ref)].append(result)
     count_html = "".join(f'<span style="background:{COLOR[v]}">{v.value}: {counts[v]}</span>'
                          for v in Verdict if counts[v])
     options = "".join(f'<option value="{v.value}">{v.value}</option>' for v in Verdict if counts[v])
     repo_options = "".join(f'<option value="{_e(r)}">{_e(r)}</option>' for r in sorted(repositories))
     rows = "".join(
-        f'<tr data-verdict="{r.verdict.value}" data-repo="{_e(repository_of(r.ref))}"><td>{_e(r.ref)}</td>'
+        f'<tr data-verdict="{r.verdict.value}" data-repo="{_e(_group_of(r.ref))}"><td>{_e(r.ref)}</td>'
         f"<td>{_e(r.platform or '-')}</td><td><span class=\"v\" style=\"background:{COLOR[r.verdict]}\">"
         f"{r.verdict.value}</span></td><td>{_e((r.created or '')[:10])}</td><td>{_e(r.base or '')}</td></tr>"
         for r in results
