@@ -10,9 +10,11 @@ BIN := $(VENV)/bin
 # build and cross-check the package databases of issue 3; docker-registry and
 # apache2-utils' htpasswd run the real registries of the registry tests;
 # postgresql's server binaries run the throwaway cluster of the store tests;
-# chromium renders the HTML report headless).
+# chromium renders the HTML report headless; podman's system service is the
+# local engine scanned through the Docker Engine API; e2fsprogs makes the
+# filesystem a root walk must not cross; buildah commits images as users do).
 APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certificates dpkg-dev \
-	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql chromium
+	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql chromium podman buildah e2fsprogs
 PYTEST_ARGS ?= -n 2
 
 .PHONY: all setup system-deps venv test demo lint clean

@@ -12,7 +12,8 @@ from a docker-archive) with the real CLI, twice with one cache; each verdict is
 compared with the expected one, so the demo is also a smoke test. Then it
 pushes a small history of a base repository (an infected tag, a newer clean one)
 and an application built on it, crawls those repositories into a results store,
-and prints the lineage of the infected base and the advice for the app.
+and prints the lineage of the infected base and the advice for the app. Last, it
+loads one image into a private podman and scans it through the engine's API.
 
     python demo/demo.py [--out DIR]      # default: ./out/demo under the repo root
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import signal
@@ -46,6 +48,7 @@ from tests.support.imagewriter import (  # noqa: E402
     write_docker_archive,
     write_oci,
 )
+from tests.support.podman import Podman  # noqa: E402
 from tests.support.registry import RegistryServer, push  # noqa: E402
 
 PACKAGES = ("liblzma5", "libsystemd0", "openssh-server")
@@ -262,6 +265,36 @@ def crawl_history(layout: Path, registry: DemoRegistry, out: Path) -> list[str]:
     return problems
 
 
+def engine_scan(layout: Path, out: Path) -> list[str]:
+    """Load one image into a private podman and scan it through the Docker Engine API, as a user's own build."""
+    podman = Podman(out / "podman")
+    name = "localhost/demo/myapp:latest"
+    step(f"loading {name} into a private podman (vfs storage under {shown(podman.workdir)}) and starting its "
+         "API service (podman system service: the Docker Engine API on a unix socket)…")
+    image_id = podman.run("pull", "-q", f"oci:{layout}:backdoored-sshd").split()[-1]
+    podman.run("tag", image_id, name)
+    podman.start()
+    try:
+        problems = []
+        for reference, variable, source in ((f"docker-daemon:{name}", "DOCKER_HOST", "docker-daemon"),
+                                            (name, "CONTAINER_HOST", "podman")):
+            step(f"scanning the engine's image: {variable}={podman.url} layerhound scan {reference}")
+            done = subprocess.run(
+                [sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress", "--format", "json",
+                 reference], cwd=REPO, capture_output=True, text=True, env={**os.environ, variable: podman.url},
+                check=False,
+            )
+            [image] = json.loads(done.stdout)["images"] if done.stdout.strip() else [{}]
+            print(f"    {reference}: {image.get('verdict')} (from {image.get('source')}, "
+                  f"image ID {str(image.get('digest'))[:19]}…)")
+            if (image.get("verdict"), image.get("source")) != ("backdoored-reachable", source):
+                problems.append(f"  {reference}: expected backdoored-reachable from {source}, got "
+                                f"{image.get('verdict')} from {image.get('source')}: {done.stderr.strip()}")
+        return problems
+    finally:
+        podman.stop()
+
+
 def timed_scan(command: list[str], registry: DemoRegistry) -> tuple[float, int]:
     """One run of the CLI: (wall-clock seconds, blobs it fetched from the registry)."""
     blobs, began = registry.blob_downloads(), time.monotonic()
@@ -313,6 +346,7 @@ def main() -> int:
         step("scanning the same images again with the same --cache-dir, as JSON…")
         again, again_blobs = timed_scan([*scan, "--no-progress", "--format", "json", "-o", str(report)], registry)
         crawl_problems = crawl_history(layout, registry, out)
+        crawl_problems += engine_scan(layout, out)
     finally:
         registry.stop()
     print(f"    JSON report (layerhound.scan/v1): {report}")
@@ -350,7 +384,9 @@ def main() -> int:
         "digest) and fetched only the manifests. The crawl then walked every tag of three repositories into a results "
         "store (each shared layer downloaded once), found that demo/app:1.0 and 1.1 inherit the implant from "
         "demo/base:2024-03-28 (lineage: their layer chains start with its chain), and advised moving to demo/app:2.0 "
-        "or rebuilding on demo/base:2024-04-10, the newest clean tags by date."
+        "or rebuilding on demo/base:2024-04-10, the newest clean tags by date. Last, the reachable image was loaded "
+        "into a local podman and scanned through its Docker Engine API, by transport and by bare name, as a user "
+        "would scan the image they just built: the export was read off the socket, nothing written to disk."
     )
     return 0
 

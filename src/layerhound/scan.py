@@ -13,18 +13,20 @@ verdict are always built afresh from the per-layer results.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from layerhound.assess.verdict import assess_image
 from layerhound.detectors.base import Detector
-from layerhound.errors import InternalError, ReferenceError_, ScanError
+from layerhound.errors import InternalError, ReferenceError_, ScanError, SourceError
 from layerhound.layers.layer import Layer
 from layerhound.layers.walk import walk_layer
 from layerhound.model import Failure, ImageResult, LayerResult, Verdict
 from layerhound.registry.session import RegistrySession
 from layerhound.sources import open_images
-from layerhound.sources.base import Image
+from layerhound.sources.base import Image, StreamedImage
+from layerhound.sources.options import SourceOptions
 from layerhound.sources.refs import DOCKER, parse_reference
 from layerhound.store.cache import LayerCache
 from layerhound.store.layer_rows import StoredLayer
@@ -103,15 +105,19 @@ def scan_image(
         image.memo = cache
     try:
         platform = image.platform
-        config = image.config
-        layers = image.layers
-        observer.image_started(image.ref, platform, len(layers))
-        known: list[StoredLayer | None] = cache.lookup(layers, detectors) if cache is not None else [None] * len(layers)
-        for index, (layer, hit) in enumerate(zip(layers, known, strict=True)):
-            observer.layer_started(index, layer)
-            result = judge_layer(layer, detectors, hit, cache)
-            done.append(result)
-            observer.layer_finished(index, result)
+        if isinstance(image, StreamedImage):
+            done = judge_streamed(image, detectors, observer, cache)
+            config = image.config
+        else:
+            config = image.config
+            layers = image.layers
+            observer.image_started(image.ref, platform, len(layers))
+            known = cache.lookup(layers, detectors) if cache is not None else [None] * len(layers)
+            for index, (layer, hit) in enumerate(zip(layers, known, strict=True)):
+                observer.layer_started(index, layer)
+                result = judge_layer(layer, detectors, hit, cache)
+                done.append(result)
+                observer.layer_finished(index, result)
         verdict = assess_image(image.ref, image.digest, platform, config, done)
         verdict.reasons.extend(f"note: {note}" for note in image.notes)
     except ScanError as exc:
@@ -142,6 +148,62 @@ def judge_layer(
     return fresh if stored is None else stored.with_fresh(fresh, detectors)
 
 
+def judge_streamed(
+    image: StreamedImage, detectors: Sequence[Detector], observer: ScanObserver, cache: LayerCache | None
+) -> list[LayerResult]:
+    """Every layer's result of an image read in one pass, in the image's own layer order.
+
+    What the cache holds completely is not read; the rest is walked as the
+    stream brings it, and placed by the diff_id its walk computed (a layer
+    can sit at several positions). Raises ``ScanError`` when the stream lacks a
+    layer the image names.
+    """
+    layers = image.layers
+    observer.image_started(image.ref, image.platform, len(layers))
+    known = cache.lookup(layers, detectors) if cache is not None else [None] * len(layers)
+    results: list[LayerResult | None] = [
+        hit.result(layer, detectors) if hit is not None and not hit.missing(detectors) else None
+        for layer, hit in zip(layers, known, strict=True)
+    ]
+    positions: dict[str, list[int]] = {}
+    for index, layer in enumerate(layers):
+        positions.setdefault(layer.diff_id or "", []).append(index)
+    wanted = {layers[i].diff_id or "" for i, result in enumerate(results) if result is None}
+    for index, result in enumerate(results):
+        if result is not None:
+            observer.layer_finished(index, result)
+    if not wanted:
+        return [result for result in results if result is not None]
+    for streamed in image.stream(set(wanted)):
+        claimed = positions.get(streamed.diff_id or "", [])
+        first = claimed[0] if claimed else next(i for i, r in enumerate(results) if r is None)
+        observer.layer_started(first, streamed)
+        hit = known[first] if claimed else None
+        fresh = judge_layer(streamed, detectors, hit, cache if claimed else None)
+        diff_id = streamed.walked_diff_id or ""
+        if diff_id not in wanted:
+            continue  # a layer of another image in the same export
+        wanted.discard(diff_id)
+        for index in positions[diff_id]:
+            placed = _relabelled(fresh, layers[index])
+            if not claimed and cache is not None:
+                cache.store(layers[index], placed, detectors)
+            results[index] = placed
+            observer.layer_finished(index, placed)
+    if wanted:
+        raise SourceError(f"{image.ref}: the stream lacks layer(s) {', '.join(sorted(wanted))}")
+    return [result for result in results if result is not None]
+
+
+def _relabelled(result: LayerResult, layer: Layer) -> LayerResult:
+    """A result walked from a stream member that named no digest, as the result of ``layer``."""
+    if result.digest == layer.digest:
+        return result
+    findings = [dataclasses.replace(f, layer=layer.digest) for f in result.findings]
+    facts = [dataclasses.replace(f, layer=layer.digest) for f in result.facts]
+    return dataclasses.replace(result, digest=layer.digest, findings=findings, facts=facts)
+
+
 def scan_references(
     references: Sequence[str],
     detectors: Sequence[Detector],
@@ -150,16 +212,17 @@ def scan_references(
     cache: LayerCache | None = None,
     *,
     session: RegistrySession | None = None,
+    options: SourceOptions | None = None,
 ) -> Iterator[ImageResult]:
     """Yield one result per image (per platform) of every reference, in order.
 
     With a ``cache``, every image reuses the layers it holds and adds the ones
-    it had to read. Registry references are reached through ``session``.
+    it had to read. Registry references are reached through ``session``;
+    ``options`` says where bare names are looked for (default: the registry).
     """
     for reference in references:
-        source = source_of(reference)
         try:
-            images = open_images(reference, platform, session)
+            images = open_images(reference, platform, session, options)
         except ScanError as exc:
             result = error_result(reference, exc)
         except MemoryError:
@@ -169,17 +232,21 @@ def scan_references(
         else:
             for image in images:
                 judged = scan_image(image, detectors, observer, cache=cache)
-                judged.source = source
+                judged.source = image.source
                 yield judged
             continue
-        result.source = source
+        result.source = source_of(reference)
         if observer is not None:
             observer.image_finished(result)
         yield result
 
 
 def source_of(reference: str) -> str | None:
-    """Where a reference's images come from, as reports name it: ``registry``, ``oci``, ``docker-archive``…"""
+    """Where a reference's images come from, as reports name it: ``registry``, ``oci``, ``docker-archive``…
+
+    For a reference that could not be opened; an opened image says where it was read (``Image.source``),
+    which for a bare name may be a local engine.
+    """
     try:
         transport = parse_reference(reference).transport
     except ReferenceError_:

@@ -77,3 +77,9 @@ def test_a_json_file_is_read_as_a_pod_list(tmp_path: Path) -> None:
         {"name": "c", "image": "alpine:3.19"}]}}))
     [target] = read_targets(path)
     assert target.workload == Workload("default", "p", "c") and target.tag == "3.19"
+
+
+@pytest.mark.parametrize("text", ["docker-daemon:app:1", "podman:localhost/app:1"])
+def test_an_engine_image_is_for_scan_not_crawl(text: str) -> None:
+    with pytest.raises(UsageError, match=f"judge it with `layerhound scan {text}`"):
+        parse_target(text)

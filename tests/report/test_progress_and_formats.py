@@ -117,10 +117,10 @@ def test_a_bug_inside_a_source_is_that_references_error(
 ) -> None:
     import layerhound.scan
 
-    def broken(reference: str, platform: str, session: object) -> list[object]:
+    def broken(reference: str, platform: str, session: object, options: object) -> list[object]:
         if "two" in reference:
             raise KeyError("a bug of ours")
-        return real(reference, platform, session)  # type: ignore[arg-type]
+        return real(reference, platform, session, options)  # type: ignore[arg-type]
 
     real = layerhound.scan.open_images
     monkeypatch.setattr(layerhound.scan, "open_images", broken)

@@ -125,3 +125,110 @@ def test_mountinfo_is_read_with_its_escapes(tmp_path: Path) -> None:
         "garbage line\n"
     )
     assert pseudo_mounts(str(info)) == {"/proc": "proc", "/mnt/with space": "tmpfs"}
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _scan_json(*args: str, timeout: float = 120) -> tuple[int, dict[str, object], str]:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress", "--format", "json", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False,
+    )
+    images = json.loads(done.stdout)["images"] if done.stdout.strip() else [{}]
+    return done.returncode, images[0], done.stderr
+
+
+def test_host_records_the_machine_it_walks(tmp_path: Path) -> None:
+    """``host:DIR`` names the kernel and the OS of the root; os-release is followed inside the root only."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "usr/lib").mkdir(parents=True)
+    (tmp_path / "usr/lib/os-release").write_text('PRETTY_NAME="Test Linux 7"\nID=testlinux\nVERSION_ID="7"\n')
+    os.symlink("../usr/lib/os-release", tmp_path / "etc/os-release")
+    [image] = open_images(f"host:{tmp_path}")
+    kernel = os.uname()
+    assert image.notes == [
+        f"host {kernel.nodename}: kernel {kernel.sysname} {kernel.release} ({kernel.version}), {kernel.machine}",
+        "host operating system: Test Linux 7 (ID=testlinux, VERSION_ID=7)",
+    ]
+    [machine] = open_images("host:")
+    assert machine.layers[0].root == Path("/")  # type: ignore[attr-defined]
+    pretty = next(line for line in Path("/etc/os-release").read_text().splitlines() if line.startswith("PRETTY_NAME="))
+    assert machine.notes[1].startswith(f"host operating system: {pretty.split('=', 1)[1].strip(chr(34))}")
+
+
+def test_host_with_a_port_is_a_registry_name() -> None:
+    from layerhound.sources.refs import DOCKER, HOST, parse_reference
+
+    assert parse_reference("host:5000/team/app:1").transport == DOCKER
+    assert parse_reference("host:5000/team/app:1").registry == "host:5000"
+    assert (parse_reference("host:").transport, parse_reference("host:").path) == (HOST, "/")
+    assert parse_reference("host:/srv/root").path == "/srv/root"
+
+
+def test_excluded_directories_are_listed_as_skipped(tmp_path: Path, implant_so: bytes) -> None:
+    (tmp_path / "scratch/lib").mkdir(parents=True)
+    (tmp_path / "scratch/lib/liblzma.so.5.6.1").write_bytes(implant_so)
+    status, image, _ = _scan_json(f"rootfs:{tmp_path}")
+    assert (status, image["verdict"]) == (1, "backdoored-dormant")
+    status, image, _ = _scan_json(f"rootfs:{tmp_path}", "--exclude", str(tmp_path / "scratch"))
+    assert (status, image["verdict"]) == (0, "clean")
+    assert "not walked: /scratch: excluded (--exclude)" in image["reasons"]  # type: ignore[operator]
+
+
+def test_a_walk_stays_on_its_filesystem_unless_told(tmp_path: Path, implant_so: bytes) -> None:
+    """A real ext2 filesystem, loop-mounted in a private mount namespace (``unshare -m``), inside the root."""
+    import shlex
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    (root / "data").mkdir(parents=True)
+    image = tmp_path / "data.ext2"
+    content = tmp_path / "content"
+    (content / "lib").mkdir(parents=True)
+    (content / "lib/liblzma.so.5.6.1").write_bytes(implant_so)
+    subprocess.run(["truncate", "-s", "8M", str(image)], check=True)
+    subprocess.run(["mkfs.ext2", "-q", "-F", "-d", str(content), str(image)], check=True)
+    scan = [sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress", "--format", "json"]
+    script = (
+        f"mount -o loop,ro {shlex.quote(str(image))} {shlex.quote(str(root / 'data'))} && "
+        f"{shlex.join([*scan, f'rootfs:{root}'])} > {shlex.quote(str(tmp_path / 'one.json'))}; "
+        f"{shlex.join([*scan, '--cross-mounts', f'rootfs:{root}'])} > {shlex.quote(str(tmp_path / 'cross.json'))}; "
+        "true"
+    )
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, cwd=REPO,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    [one] = json.loads((tmp_path / "one.json").read_text())["images"]
+    [cross] = json.loads((tmp_path / "cross.json").read_text())["images"]
+    assert one["verdict"] == "clean"
+    assert "not walked: /data: another filesystem is mounted here (not crossed)" in one["reasons"]
+    assert cross["verdict"] == "backdoored-dormant"
+    assert [f["path"] for f in cross["findings"]][:1] == ["/data/lib/liblzma.so.5.6.1"]
+
+
+def test_the_running_host_is_clean_and_its_pseudo_filesystems_are_skipped(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``rootfs:/`` of this very machine, whole. The only directories left out are the ones this test
+    suite writes its own implant builds into while it runs (the temporary directory: pytest's, the
+    image writer's and the compiler's; the checkout's out/, where the demo writes its images)."""
+    import tempfile
+
+    own = [Path(tempfile.gettempdir()), REPO / "out", tmp_path_factory.getbasetemp()]
+    excludes = [arg for path in dict.fromkeys(own) if path.exists() for arg in ("--exclude", str(path))]
+    status, image, stderr = _scan_json("rootfs:/", *excludes, timeout=1800)
+    assert status == 0, stderr
+    assert (image["verdict"], image["findings"]) == ("clean", []), image["reasons"]
+    reasons = image["reasons"]
+    assert isinstance(reasons, list)
+    for pseudo in ("/proc", "/sys", "/dev", "/run"):
+        assert f"not walked: {pseudo}: the host's pseudo filesystems are not part of any image" in reasons
+    assert not any("Traceback" in line for line in stderr.splitlines())

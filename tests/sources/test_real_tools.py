@@ -173,3 +173,73 @@ def test_host_directory_keeps_numeric_owners(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(Layer.from_dir(root).tar_bytes())) as tar:
         [info] = tar.getmembers()
     assert (info.uid, info.gid, info.uname, info.gname) == (*owner, "", "")
+
+
+@pytest.fixture
+def implant_layout(tmp_path: Path, implant_so: bytes) -> Path:
+    """The project's test implant as liblzma in a one-layer OCI layout (gzip), tagged ``i``."""
+    layout = tmp_path / "implant-layout"
+    lib = "/usr/lib/x86_64-linux-gnu"
+    spec = ImageSpec([Layer.files({f"{lib}/liblzma.so.5.6.1": file(implant_so, 0o755),
+                                   f"{lib}/liblzma.so.5": symlink("liblzma.so.5.6.1")})], cmd=["/bin/sh"])
+    write_oci(layout, spec, tag="i")
+    return layout
+
+
+def _verdict(reference: str) -> str:
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress", "--format", "json", reference],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    [image] = json.loads(done.stdout)["images"]
+    return str(image["verdict"])
+
+
+@pytest.mark.parametrize("destination", ["docker-archive", "oci-archive", "dir", "oci"])
+def test_every_skopeo_destination_scans_with_the_implant_found(
+    implant_layout: Path, tmp_path: Path, destination: str
+) -> None:
+    target = tmp_path / f"copy-{destination}"
+    suffix = {"docker-archive": ":copied:1", "oci-archive": ":copied", "dir": "", "oci": ":copied"}[destination]
+    skopeo_copy(f"oci:{implant_layout}:i", f"{destination}:{target}{suffix}")
+    assert _verdict(f"{destination}:{target}") == "backdoored-dormant"
+
+
+def test_an_image_umoci_built_scans_with_the_implant_found(tmp_path: Path, implant_so: bytes) -> None:
+    src = tmp_path / "src"
+    (src / "lib").mkdir(parents=True)
+    (src / "lib" / "liblzma.so.5.6.1").write_bytes(implant_so)
+    layout = tmp_path / "umoci-implant"
+    run("umoci", "init", "--layout", layout)
+    run("umoci", "new", "--image", f"{layout}:t")
+    run("umoci", "insert", *ROOTLESS, "--image", f"{layout}:t", src / "lib", "/usr/lib")
+    assert _verdict(f"oci:{layout}:t") == "backdoored-dormant"
+
+
+@pytest.mark.parametrize("config_name", [None, "renamed.json"])
+def test_crane_tarballs_scan_with_the_implant_found(tmp_path: Path, implant_so: bytes, config_name: str | None) -> None:
+    archive = tmp_path / "crane.tar"
+    spec = ImageSpec([Layer.files({"/usr/lib/liblzma.so.5.6.1": file(implant_so, 0o755)})])
+    write_docker_archive(archive, [(spec, ["example.test/crane:1"])], layout="crane", config_name=config_name)
+    assert _verdict(f"docker-archive:{archive}") == "backdoored-dormant"
+
+
+@pytest.mark.parametrize("destination", ["oci", "oci-archive", "docker-archive"])
+def test_an_image_buildah_committed_scans_with_the_implant_found(
+    tmp_path: Path, implant_so: bytes, destination: str
+) -> None:
+    """``buildah from scratch`` + ``copy`` + ``commit`` (vfs storage in the test's own directory)."""
+    buildah = ["buildah", "--root", str(tmp_path / "storage"), "--runroot", str(tmp_path / "run"),
+               "--storage-driver", "vfs"]
+    implant = tmp_path / "liblzma.so.5.6.1"
+    implant.write_bytes(implant_so)
+    done = subprocess.run([*buildah, "from", "scratch"], capture_output=True, text=True, check=True)
+    container = done.stdout.strip()
+    run(*buildah, "copy", container, implant, "/usr/lib/x86_64-linux-gnu/liblzma.so.5.6.1")
+    run(*buildah, "config", "--cmd", "/bin/sh", container)
+    target = tmp_path / "committed"
+    run(*buildah, "commit", "-q", container, f"{destination}:{target}:built")
+    assert _verdict(f"{destination}:{target}") == "backdoored-dormant"

@@ -69,7 +69,8 @@ def test_registry_references(
         ("", "empty"),
         ("ftp://host/x", "unknown transport 'ftp'"),
         ("containers-storage:alpine", "not supported"),
-        ("docker-daemon:alpine:latest", "not supported"),
+        ("docker-daemon:", "needs an image name"),
+        ("podman:Not_A_Name", "invalid image name"),
         ("oci-archve:img.tar", "did you mean 'oci-archive'"),
         ("Foo:bar", "unknown transport"),
         ("docker:alpine", "docker://"),
@@ -125,3 +126,28 @@ def test_normalize_name_tag() -> None:
     assert normalize_name_tag("docker.io/library/busybox:1") == "docker.io/library/busybox:1"
     assert normalize_name_tag("busybox") == "docker.io/library/busybox:latest"
     assert normalize_name_tag("Not Valid") is None
+
+
+def test_engine_references_keep_the_name_for_the_engine() -> None:
+    from layerhound.sources.refs import DOCKER_DAEMON, PODMAN
+
+    ref = parse_reference("docker-daemon:myapp:1.4")
+    assert (ref.transport, ref.ref, ref.repository, ref.tag, str(ref)) == (
+        DOCKER_DAEMON, "myapp:1.4", "library/myapp", "1.4", "docker-daemon:myapp:1.4")
+    by_id = parse_reference("podman:sha256:" + "ab" * 32)
+    assert (by_id.transport, by_id.ref, by_id.repository) == (PODMAN, "sha256:" + "ab" * 32, None)
+    assert parse_reference("podman:4f1c0a2b3c4d").ref == "4f1c0a2b3c4d"
+    assert parse_reference("myapp:1").bare and not parse_reference("docker://myapp:1").bare
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "comma-separated list"), ("docker,cloud", "comma-separated list"), ("remote,remote", "twice")],
+)
+def test_image_src_is_checked(text: str, message: str) -> None:
+    from layerhound.errors import UsageError
+    from layerhound.sources.options import parse_image_src
+
+    with pytest.raises(UsageError, match=message):
+        parse_image_src(text)
+    assert parse_image_src(" podman , remote ") == ("podman", "remote")

@@ -22,6 +22,7 @@ from layerhound.model import ImageResult
 from layerhound.registry.session import RegistrySession
 from layerhound.report.formats import ReportFormat, render
 from layerhound.scan import scan_references
+from layerhound.sources.options import DEFAULT_IMAGE_SRC, SourceOptions, parse_image_src
 from layerhound.sources.refs import parse_reference
 from layerhound.store.cache import open_cache
 
@@ -30,9 +31,10 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     scan = commands.add_parser(
         "scan",
         help="scan images and print a verdict for each",
-        description="Scan images for CVE-2024-3094. References: docker://HOST/REPO[:TAG|@DIGEST], "
-        "REPO[:TAG] (Docker Hub), oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF], "
-        "rootfs:DIR, file:PATH.",
+        description="Scan images for CVE-2024-3094. References: NAME[:TAG] (a local engine's image, else "
+        "the registry: see --image-src), docker://HOST/REPO[:TAG|@DIGEST] (a registry, never an engine), "
+        "docker-daemon:NAME[:TAG|@DIGEST|ID], podman:NAME…, oci:DIR[:REF], oci-archive:FILE[:REF], "
+        "docker-archive:FILE[:REF|@N], dir:DIR (skopeo), rootfs:DIR, host: (this machine's /), file:PATH.",
     )
     scan.add_argument("references", nargs="+", metavar="REF", help="image reference(s)")
     scan.add_argument("--format", choices=[f.value for f in ReportFormat], default="table",
@@ -50,6 +52,20 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "~/.cache/layerhound on Linux)",
     )
     scan.add_argument("--no-cache", action="store_true", help="neither read nor write the layer cache")
+    scan.add_argument(
+        "--image-src",
+        default=",".join(DEFAULT_IMAGE_SRC),
+        metavar="LIST",
+        help="where a bare NAME[:TAG] is looked for, in order: docker (DOCKER_HOST, the Docker context, "
+        "/var/run/docker.sock), podman (CONTAINER_HOST, $XDG_RUNTIME_DIR/podman/podman.sock, "
+        "/run/podman/podman.sock), remote (the registry). Default: %(default)s. An engine that is not "
+        "running or lacks the image is passed over; transports (docker://, docker-daemon:, podman:) never fall back",
+    )
+    scan.add_argument("--cross-mounts", action="store_true",
+                      help="let rootfs: and host: walks enter other mounted filesystems (never /proc, /sys, "
+                      "/dev, /run or other pseudo filesystems)")
+    scan.add_argument("--exclude", action="append", default=[], metavar="DIR",
+                      help="a host directory rootfs: and host: walks do not enter, listed as skipped (repeatable)")
     add_registry_options(scan)
     scan.set_defaults(run=run)
 
@@ -60,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
             parse_reference(reference)
         except ReferenceError_ as exc:
             raise UsageError(str(exc)) from exc
+    options = SourceOptions(
+        image_src=parse_image_src(args.image_src), cross_mounts=args.cross_mounts, exclude=tuple(args.exclude)
+    )
     show_progress = not args.no_progress and sys.stderr.isatty()
     results: list[ImageResult] = []
     cache = open_cache(args.cache_dir, enabled=not args.no_cache, warn=warn)
@@ -69,10 +88,16 @@ def run(args: argparse.Namespace) -> int:
 
             with ProgressObserver() as progress:
                 results.extend(
-                    scan_references(args.references, ALL_DETECTORS, args.platform, progress, cache, session=session)
+                    scan_references(
+                        args.references, ALL_DETECTORS, args.platform, progress, cache, session=session, options=options
+                    )
                 )
         else:
-            results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, None, cache, session=session))
+            results.extend(
+                scan_references(
+                    args.references, ALL_DETECTORS, args.platform, None, cache, session=session, options=options
+                )
+            )
     if cache is not None:
         cache.close()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from layerhound.errors import ReferenceError_, UsageError
-from layerhound.sources.refs import DOCKER, Reference, parse_docker_name, parse_reference
+from layerhound.sources.refs import DOCKER, ENGINE_TRANSPORTS, Reference, parse_docker_name, parse_reference
 
 MAX_TARGET_FILE = 64 * 1024 * 1024
 """A --from file larger than this is refused (a cluster's pod list is a few MB)."""
@@ -60,6 +60,11 @@ def parse_target(text: str, workload: Workload | None = None) -> Target:
         reference = parse_reference(raw)
     except ReferenceError_ as exc:
         raise UsageError(str(exc)) from None
+    if reference.transport in ENGINE_TRANSPORTS:
+        raise UsageError(
+            f"{raw}: a crawl reads registries and image files, not a local engine's one-pass export; "
+            f"judge it with `layerhound scan {raw}`"
+        )
     if reference.transport != DOCKER:
         return Target(raw, workload=workload)
     return _registry_target(raw, reference, workload)

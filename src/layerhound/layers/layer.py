@@ -345,11 +345,13 @@ class DirectoryLayer(Layer):
     file or directory is a note (``notes``), not the end of the scan.
     """
 
-    def __init__(self, root: Path, cross_mounts: bool = False) -> None:
+    def __init__(self, root: Path, cross_mounts: bool = False, exclude: tuple[str, ...] = ()) -> None:
         if not root.is_dir():
             raise SourceError(f"rootfs: {root} is not a directory")
         self.root = root
         self.cross_mounts = cross_mounts
+        self.exclude = frozenset(os.path.realpath(path) for path in exclude)
+        """Host directories the user asked not to walk (``--exclude``)."""
         self.digest = None
         self.size = 0
         self.media_type = "application/vnd.layerhound.rootfs"
@@ -386,6 +388,8 @@ class DirectoryLayer(Layer):
         if real_root == "/" and path in HOST_PSEUDO_DIRS:
             return "the host's pseudo filesystems are not part of any image"
         real = os.path.realpath(host)
+        if real in self.exclude:
+            return "excluded (--exclude)"
         if real in pseudo:
             return f"a {pseudo[real]} filesystem (kernel or memory, not files of the image)"
         try:

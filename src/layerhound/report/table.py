@@ -30,6 +30,7 @@ def render_table(results: Sequence[ImageResult], color: bool = False, width: int
     table = Table(title="layerhound: CVE-2024-3094 (XZ Utils backdoor)", show_lines=False)
     table.add_column("image", overflow="fold")
     table.add_column("platform")
+    table.add_column("from")
     table.add_column("verdict")
     table.add_column("layers", justify="right")
     table.add_column("findings", justify="right")
@@ -37,6 +38,7 @@ def render_table(results: Sequence[ImageResult], color: bool = False, width: int
         table.add_row(
             result.ref,
             result.platform or "-",
+            result.source or "-",
             Text(result.verdict.value, style=STYLES[result.verdict]),
             str(len(result.layers)),
             str(len(result.findings)),

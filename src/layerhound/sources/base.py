@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from functools import cached_property, partial
 from typing import Any, BinaryIO, Protocol
@@ -68,6 +69,8 @@ class Image(ABC):
     notes: list[str] = []  # noqa: RUF012 - never mutated on the class; sources set their own list
     """What the source noticed about the image that is worth a line in its report (a name that
     disagrees with the content, for one); not an error."""
+    source: str | None = None
+    """Where the image was read (``registry``, ``podman``, ``oci``…), set by ``open_reference``."""
     memo: ConfigMemo | None = None
     """Where the config may be kept between runs (the layer cache, a crawl's store).
     A source whose config is a content-addressed blob reads it from there when
@@ -197,3 +200,21 @@ class ManifestImage(Image):
                 )
             )
         return layers
+
+
+class StreamedImage(Image):
+    """An image whose blobs arrive in one pass, in an order only the source knows.
+
+    A local engine's export (``GET /images/{name}/get``) is such a stream: it
+    cannot be sought, and an engine writes layers in the order it likes (Docker
+    by name, Podman by position) with the config wherever. ``layers`` names what
+    the image holds, so the cache can be asked before anything is read;
+    ``stream`` then yields the layers the scan still needs as they pass by,
+    each to be walked whole before the next, and reads the config on the way.
+    """
+
+    @abstractmethod
+    def stream(self, wanted: set[str]) -> Iterator[Layer]:
+        """Yield a walkable layer for each member of the stream that is, or may be, one of the
+        ``wanted`` diff_ids; a yielded layer's ``walked_diff_id`` after its walk says which it was.
+        Once the iteration ends, ``config`` is known and verified. Raises ``ScanError``."""

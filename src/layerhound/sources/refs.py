@@ -2,7 +2,9 @@
 
 The syntax follows skopeo so users can paste what they already use:
 ``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:REF]``,
-``rootfs:DIR``, ``file:PATH``, ``docker://NAME`` and a bare Docker Hub name.
+``dir:PATH``, ``docker-daemon:NAME[:TAG|@DIGEST]``, ``podman:NAME…``,
+``rootfs:DIR``, ``file:PATH``, ``docker://NAME`` and a bare name (``NAME[:TAG]``,
+looked for in the local engines, then the registry: see ``sources.resolve``).
 Unlike skopeo, host paths may contain colons: when the text after the
 transport could be split in several places, the longest prefix that exists on
 disk is the path (falling back to the first colon), so ``oci:/srv/a:b:tag``
@@ -24,12 +26,17 @@ OCI_ARCHIVE = "oci-archive"
 DOCKER_ARCHIVE = "docker-archive"
 DIR = "dir"
 ROOTFS = "rootfs"
+HOST = "host"
 FILE = "file"
+DOCKER_DAEMON = "docker-daemon"
+PODMAN = "podman"
 
-TRANSPORTS = (DOCKER, OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, DIR, ROOTFS, FILE)
+TRANSPORTS = (DOCKER, DOCKER_DAEMON, PODMAN, OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, DIR, ROOTFS, HOST, FILE)
 """Every transport layerhound understands, in the order shown to users."""
+ENGINE_TRANSPORTS = (DOCKER_DAEMON, PODMAN)
+"""Transports whose NAME is an image held by a local engine (``sources.engine``)."""
 
-UNSUPPORTED_TRANSPORTS = ("docker-daemon", "containers-storage", "ostree", "sif", "tarball")
+UNSUPPORTED_TRANSPORTS = ("containers-storage", "ostree", "sif", "tarball")
 """skopeo transports we recognise by name only, to say "not supported" instead
 of "unknown"."""
 
@@ -56,7 +63,8 @@ class Reference:
     Local transports set ``path`` (a host path, as written) and optionally
     ``ref`` (the part after the path: a tag, a ``name:tag``, ``@N`` or a
     digest). ``docker`` sets ``registry``, ``repository``, ``tag`` and/or
-    ``digest``. ``original`` is the text the user wrote.
+    ``digest``; engine transports set ``ref`` (the name or image ID as written,
+    which the engine resolves itself). ``original`` is the text the user wrote.
     """
 
     transport: str
@@ -76,6 +84,11 @@ class Reference:
         return f"{self.registry}/{self.repository}"
 
     @property
+    def bare(self) -> bool:
+        """A registry name written without ``docker://``: the local engines may hold it first."""
+        return self.transport == DOCKER and not self.original.startswith("docker://")
+
+    @property
     def source_index(self) -> int | None:
         """N for a ``docker-archive:FILE:@N`` reference, else None."""
         if self.ref is not None and self.ref.startswith("@"):
@@ -88,6 +101,8 @@ class Reference:
         Used to label each image when a reference without REF fans out into
         several images, so the label can be pasted back as a reference.
         """
+        if self.transport in ENGINE_TRANSPORTS:
+            return f"{self.transport}:{ref or self.ref}"
         base = f"{self.transport}:{self.path}"
         return f"{base}:{ref}" if ref else base
 
@@ -108,6 +123,8 @@ def parse_reference(text: str) -> Reference:
         raise ReferenceError_("empty image reference")
     text = text.strip()
     prefix, sep, rest = text.partition(":")
+    if prefix == HOST and sep and rest and not rest.startswith("/"):
+        sep = ""  # host:5000/repo is a registry on the machine named host, not the host: transport
     if sep and prefix in TRANSPORTS:
         return _parse_transport(prefix, rest, text)
     if sep and prefix in UNSUPPORTED_TRANSPORTS:
@@ -158,9 +175,13 @@ def _parse_transport(transport: str, rest: str, text: str) -> Reference:
             raise ReferenceError_(f"registry references are written docker://NAME, not {text!r}")
         registry, repository, tag, digest = parse_docker_name(rest[2:])
         return Reference(DOCKER, text, registry=registry, repository=repository, tag=tag, digest=digest)
+    if transport in ENGINE_TRANSPORTS:
+        return _parse_engine(transport, rest, text)
+    if transport == HOST:
+        return Reference(HOST, text, path=rest or "/")
     if not rest:
         raise ReferenceError_(f"{transport}: needs a path, e.g. {transport}:/path")
-    if transport in (ROOTFS, FILE, DIR):
+    if transport in (ROOTFS, HOST, FILE, DIR):
         return Reference(transport, text, path=rest)
     path, ref = split_path(rest)
     if not path:
@@ -168,6 +189,19 @@ def _parse_transport(transport: str, rest: str, text: str) -> Reference:
     if ref is not None:
         ref = _check_ref(transport, ref, text)
     return Reference(transport, text, path=path, ref=ref)
+
+
+_IMAGE_ID_RE = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}")
+
+
+def _parse_engine(transport: str, rest: str, text: str) -> Reference:
+    """``docker-daemon:NAME[:TAG|@DIGEST]`` or an image ID (``sha256:<hex>``, or its first 12+ hex digits)."""
+    if not rest:
+        raise ReferenceError_(f"{transport}: needs an image name or ID, e.g. {transport}:alpine:3.19")
+    if _IMAGE_ID_RE.fullmatch(rest):
+        return Reference(transport, text, ref=rest)
+    registry, repository, tag, digest = parse_docker_name(rest)
+    return Reference(transport, text, ref=rest, registry=registry, repository=repository, tag=tag, digest=digest)
 
 
 def split_path(rest: str) -> tuple[str, str | None]:
