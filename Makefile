@@ -3,6 +3,7 @@
 #               project's own test implant, scan them, print the verdicts
 #   make test   lint (ruff, mypy --strict), then run the test suite
 #   make lint   only the linters
+#   make bench  layerhound vs Trivy vs decompression, side by side (bench/compare.py)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +18,7 @@ APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certifica
 	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql chromium podman buildah e2fsprogs
 PYTEST_ARGS ?= -n 2
 
-.PHONY: all setup system-deps venv test demo lint clean
+.PHONY: all setup system-deps venv test demo bench lint clean
 
 all: test
 
@@ -51,6 +52,9 @@ test: setup
 
 demo: setup
 	$(BIN)/python demo/demo.py
+
+bench: setup
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

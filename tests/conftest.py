@@ -13,6 +13,11 @@ from tests.support.debian import debootstrap_rootfs
 from tests.support.imagewriter import OCI_LAYER_GZIP, Layer
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` go first: with ``-n 2`` one worker takes them while the other runs the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(autouse=True)
 def _private_layer_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each test gets its own layer cache: results never leak between tests or runs.

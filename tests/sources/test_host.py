@@ -214,15 +214,28 @@ def test_a_walk_stays_on_its_filesystem_unless_told(tmp_path: Path, implant_so: 
     assert [f["path"] for f in cross["findings"]][:1] == ["/data/lib/liblzma.so.5.6.1"]
 
 
+OUTPUT_MARKERS = (".layerhound-demo", ".layerhound-bench")
+"""Files the demo and the benchmark leave in their output directories (images with the test implant)."""
+
+
+@pytest.mark.long
 def test_the_running_host_is_clean_and_its_pseudo_filesystems_are_skipped(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """``rootfs:/`` of this very machine, whole. The only directories left out are the ones this test
-    suite writes its own implant builds into while it runs (the temporary directory: pytest's, the
-    image writer's and the compiler's; the checkout's out/, where the demo writes its images)."""
+    """``rootfs:/`` of this very machine, whole. The only directories left out are the ones this
+    project writes its own implant builds into: the temporary directory (pytest's, the image
+    writer's, the compiler's) and the output directories of the demo and the benchmark, of this
+    checkout or any other on the machine (found by the marker files they write)."""
+    import subprocess
     import tempfile
 
-    own = [Path(tempfile.gettempdir()), REPO / "out", tmp_path_factory.getbasetemp()]
+    found = subprocess.run(
+        ["find", "/", "-xdev", "(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev", "-o",
+         "-path", "/run", "-o", "-path", tempfile.gettempdir(), ")", "-prune", "-o", "(",
+         *" -o ".join(f"-name {marker}" for marker in OUTPUT_MARKERS).split(), ")", "-print"],
+        capture_output=True, text=True, timeout=600, check=False,
+    ).stdout.split()
+    own = [Path(tempfile.gettempdir()), tmp_path_factory.getbasetemp(), *(Path(path).parent for path in found)]
     excludes = [arg for path in dict.fromkeys(own) if path.exists() for arg in ("--exclude", str(path))]
     status, image, stderr = _scan_json("rootfs:/", *excludes, timeout=1800)
     assert status == 0, stderr

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from layerhound import __version__
 from layerhound.cli import advise, crawl, lineage, report, scan, tags
 from layerhound.cli.common import EXIT_ERROR, EXIT_FOUND, EXIT_OK, exit_status
-from layerhound.detectors.registry import rules_version
 from layerhound.errors import LayerhoundError, UsageError
 
 __all__ = ["EXIT_ERROR", "EXIT_FOUND", "EXIT_OK", "build_parser", "exit_status", "main"]
@@ -27,12 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="layerhound",
         description="Find the XZ Utils backdoor (CVE-2024-3094) in container images, from the bytes.",
     )
-    parser.add_argument("--version", action="version", version=f"layerhound {__version__} (rules {rules_version()})")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and the rules version, then exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for command in (scan, tags, crawl, lineage, advise, report):
         command.add_command(commands)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``, which names the rules version too: the detectors are loaded only when it is asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from layerhound.detectors.registry import rules_version
+
+        print(f"layerhound {__version__} (rules {rules_version()})")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,13 +20,9 @@ from layerhound.cli.common import (
     write_output,
 )
 from layerhound.crawl.targets import Target, parse_target, read_targets
-from layerhound.detectors.registry import rules_version
 from layerhound.errors import UsageError
 from layerhound.model import ImageResult, Verdict
-from layerhound.registry.tags import date_window
 from layerhound.report.formats import ReportFormat, render
-from layerhound.report.json_report import scan_document
-from layerhound.sources.manifest import parse_platform
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,8 +73,12 @@ def targets_of(args: argparse.Namespace) -> list[Target]:
 def run(args: argparse.Namespace) -> int:
     from layerhound.crawl.executor import make_executor
     from layerhound.crawl.run import Crawler, crawl_status
+    from layerhound.detectors.registry import rules_version
     from layerhound.registry.session import RegistrySession
+    from layerhound.registry.tags import date_window
     from layerhound.report.crawl_progress import CrawlProgress
+    from layerhound.report.json_report import scan_document
+    from layerhound.sources.manifest import parse_platform
     from layerhound.store.results import ResultStore
 
     targets = targets_of(args)

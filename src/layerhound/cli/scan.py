@@ -16,15 +16,11 @@ from layerhound.cli.common import (
     warn,
     write_output,
 )
-from layerhound.detectors.registry import ALL_DETECTORS, rules_version
 from layerhound.errors import ReferenceError_, UsageError
 from layerhound.model import ImageResult
-from layerhound.registry.session import RegistrySession
 from layerhound.report.formats import ReportFormat, render
-from layerhound.scan import scan_references
 from layerhound.sources.options import DEFAULT_IMAGE_SRC, SourceOptions, parse_image_src
 from layerhound.sources.refs import parse_reference
-from layerhound.store.cache import open_cache
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,6 +67,12 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: ``layerhound --help`` and the other commands never load them.
+    from layerhound.detectors.registry import ALL_DETECTORS, rules_version
+    from layerhound.registry.session import RegistrySession
+    from layerhound.scan import scan_references
+    from layerhound.store.cache import open_cache
+
     for reference in args.references:
         try:
             parse_reference(reference)

@@ -15,12 +15,7 @@ from layerhound.cli.common import (
     write_output,
 )
 from layerhound.errors import UsageError
-from layerhound.registry.credentials import DOCKER_HUB
-from layerhound.registry.hub import ENV_HUB_API
-from layerhound.registry.session import RegistrySession
-from layerhound.registry.tags import date_window, parse_repository, tag_history
-from layerhound.report.tags import render_tags_json, render_tags_table
-from layerhound.sources.manifest import parse_platform
+from layerhound.registry.settings import ENV_HUB_API
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,6 +66,12 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run(args: argparse.Namespace) -> int:
     # Bad arguments fail before a password is read or anything is fetched.
+    from layerhound.registry.credentials import DOCKER_HUB
+    from layerhound.registry.session import RegistrySession
+    from layerhound.registry.tags import date_window, parse_repository, tag_history
+    from layerhound.report.tags import render_tags_json, render_tags_table
+    from layerhound.sources.manifest import parse_platform
+
     registry, _ = parse_repository(args.repository)
     if date_window(args.since, args.until).active and args.no_dates and registry != DOCKER_HUB:
         raise UsageError("--since/--until need dates: they cannot be combined with --no-dates")

@@ -53,12 +53,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import capstone  # type: ignore[import-untyped]
-from capstone import x86
-from elftools.elf.elffile import ELFFile
-from elftools.elf.relocation import RelocationSection
-from elftools.elf.sections import SymbolTableSection
-
 from layerhound.detectors.base import Detector
 from layerhound.detectors.elf_dynamic import parse_dynamic
 from layerhound.detectors.elfscan import (
@@ -82,6 +76,30 @@ from layerhound.detectors.elfscan import (
     quick_has_ifunc,
 )
 from layerhound.model import Entry, Fact, Finding, Indicates, Kind
+
+# capstone and pyelftools are loaded by the first file that needs them (``_load_libraries``), not
+# when the detector is imported: ``layerhound --version`` and scans without ELF candidates never
+# pay their 40 ms of imports.
+capstone: Any = None
+x86: Any = None
+ELFFile: Any = None
+RelocationSection: Any = None
+SymbolTableSection: Any = None
+
+
+def _load_libraries() -> None:
+    global capstone, x86, ELFFile, RelocationSection, SymbolTableSection
+    if capstone is not None:
+        return
+    import capstone as capstone_module  # type: ignore[import-untyped]
+    from capstone import x86 as x86_module
+    from elftools.elf.elffile import ELFFile as elf_file
+    from elftools.elf.relocation import RelocationSection as relocation_section
+    from elftools.elf.sections import SymbolTableSection as symbol_table_section
+
+    x86, ELFFile, RelocationSection, SymbolTableSection = x86_module, elf_file, relocation_section, symbol_table_section
+    capstone = capstone_module
+
 
 RULE: Final = "ifunc-resolver-hook"
 
@@ -698,6 +716,7 @@ class StructureDetector(Detector):
     def _disassemblers(self) -> tuple[Any, Any]:
         """Two capstone handles: without operand details (fast) and with them."""
         if self._lite is None:
+            _load_libraries()
             self._lite = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
             self._detail = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
             self._detail.detail = True
@@ -745,6 +764,7 @@ class StructureDetector(Detector):
         """
         if not head_is_x86_64_candidate(data[:20]) or not quick_has_ifunc(data):
             return None
+        _load_libraries()
         try:
             img = ElfImage(data)
         except ElfFormatError:

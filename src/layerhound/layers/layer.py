@@ -73,7 +73,16 @@ class Member:
         (a digest mismatch explains a corrupt stream)."""
 
     def head(self, n: int) -> bytes:
-        """The first ``n`` bytes (fewer for short files)."""
+        """The first ``n`` bytes (fewer for short files).
+
+        Peeked, not consumed, where the stream can (tar members, host files): ``read`` then
+        reads the whole file into one buffer instead of joining the head to the rest, which
+        would hold a large file twice at the moment of the join.
+        """
+        if self._fileobj is not None and not self._buffer and hasattr(self._fileobj, "peek"):
+            peeked = self._read(n, peek=True)
+            if len(peeked) >= min(n, self.entry.size):
+                return peeked[:n]
         if self._fileobj is not None and len(self._buffer) < n:
             self._buffer += self._read(n - len(self._buffer))
         return self._buffer[:n]
@@ -82,17 +91,19 @@ class Member:
         """The whole content. Callers check ``entry.size`` against their bound first."""
         if self._fileobj is None:
             return b""
-        rest = self._read(-1)
-        self._buffer += rest
+        if not self._buffer and self.entry.size > 0:
+            self._buffer = self._read(self.entry.size)  # one allocation of the file's size
+        else:
+            self._buffer += self._read(-1)
         self._fileobj = None
         return self._buffer
 
-    def _read(self, n: int) -> bytes:
+    def _read(self, n: int, peek: bool = False) -> bytes:
         # The bytes come straight from the decompressor and tar reader, so a
         # truncated or corrupt blob surfaces here, outside ``members()``.
         assert self._fileobj is not None
         try:
-            return self._fileobj.read(n)
+            return self._fileobj.peek(n) if peek else self._fileobj.read(n)  # type: ignore[attr-defined]
         except BlobError:
             raise
         except TAR_ERRORS as exc:

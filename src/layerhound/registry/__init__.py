@@ -6,22 +6,7 @@
 - ``retry``: backoff and ``Retry-After``; ``ratelimit``: Docker Hub's pull budget, per-host slots.
 - ``settings``: ``RegistrySettings`` (frozen, picklable); ``session``: ``RegistrySession``, the clients made with them.
 
-``layerhound.sources.registry`` turns this into ``Image``s.
+``layerhound.sources.registry`` turns this into ``Image``s. The package itself
+imports nothing, so the command line reads ``settings`` without loading httpx,
+which only ``client`` (and what uses it) needs.
 """
-
-from layerhound.registry.client import FetchedManifest, ManifestDescriptor, RegistryClient
-from layerhound.registry.credentials import Credentials, CredentialStore
-from layerhound.registry.retry import RetryPolicy
-from layerhound.registry.session import RegistrySession
-from layerhound.registry.settings import RegistrySettings
-
-__all__ = [
-    "CredentialStore",
-    "Credentials",
-    "FetchedManifest",
-    "ManifestDescriptor",
-    "RegistryClient",
-    "RegistrySession",
-    "RegistrySettings",
-    "RetryPolicy",
-]

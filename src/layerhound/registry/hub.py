@@ -39,11 +39,10 @@ from layerhound import __version__
 from layerhound.errors import RegistryError, redact_url
 from layerhound.registry.client import DIGEST_RE, MAX_TAG_PAGES, ssl_context, url_join
 from layerhound.registry.retry import RETRY_STATUSES, parse_retry_after
-from layerhound.registry.settings import RegistrySettings
+from layerhound.registry.settings import ENV_HUB_API, RegistrySettings
 
 log = logging.getLogger(__name__)
 
-ENV_HUB_API = "LAYERHOUND_HUB_API"
 DEFAULT_HUB_API = "https://hub.docker.com"
 PAGE_SIZE = 100
 """The most the Hub API gives per page."""

@@ -17,6 +17,9 @@ from pathlib import Path
 from layerhound.registry.credentials import Credentials, CredentialStore
 from layerhound.registry.retry import RetryPolicy
 
+ENV_HUB_API = "LAYERHOUND_HUB_API"
+"""The environment variable naming another Docker Hub API (the tests' stand-in)."""
+
 ENV_USERNAME = "LAYERHOUND_REGISTRY_USERNAME"
 ENV_PASSWORD = "LAYERHOUND_REGISTRY_PASSWORD"
 DEFAULT_CONCURRENCY = 4
