@@ -13,9 +13,10 @@ BIN := $(VENV)/bin
 # postgresql's server binaries run the throwaway cluster of the store tests;
 # chromium renders the HTML report headless; podman's system service is the
 # local engine scanned through the Docker Engine API; e2fsprogs makes the
-# filesystem a root walk must not cross; buildah commits images as users do).
+# filesystem a root walk must not cross; buildah commits images as users do;
+# GNU time measures the benchmark's peak memory).
 APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certificates dpkg-dev \
-	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql chromium podman buildah e2fsprogs
+	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql chromium podman buildah e2fsprogs time
 PYTEST_ARGS ?= -n 2
 
 .PHONY: all setup system-deps venv test demo bench lint clean

@@ -247,16 +247,22 @@ class Tool:
     runs: dict[str, list[Run]] = field(default_factory=dict)
 
 
-def measure(command: list[str], env: dict[str, str] | None = None) -> Run:
-    began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - began
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):
-        raise SystemExit(f"{command[0]} failed ({code}):\n{stderr[-2000:]}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+def measure(command: list[str]) -> Run:
+    """Wall time, CPU (user + sys) and peak RSS of ``command`` and its children.
+
+    Run under GNU time, a small process: the peak RSS the kernel reports for a child counts
+    the memory of the process it was forked from, which for this script would be a 60 MiB floor.
+    """
+    with tempfile.NamedTemporaryFile("r", dir=OUT, suffix=".time") as stats:
+        began = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", stats.name, *command],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        wall = time.perf_counter() - began
+        if done.returncode not in (0, 1):
+            error = done.stderr.decode(errors="replace")[-2000:]
+            raise SystemExit(f"{command[0]} failed ({done.returncode}):\n{error}")
+        user, system, peak_kib = stats.read().split()[-3:]
+    return Run(wall, float(user) + float(system), int(peak_kib) / 1024)
 
 
 def install_trivy() -> Path:

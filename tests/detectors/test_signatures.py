@@ -102,3 +102,22 @@ def test_wants_only_elf() -> None:
     assert DETECTOR.wants(entry, b"\x7fELF\x02\x01\x01")
     assert not DETECTOR.wants(entry, b"!<arch>\n")
     assert not DETECTOR.wants(entry, GET_CPUID_PROLOGUE)
+
+
+def test_the_prefilter_is_the_literal_before_the_first_wildcard_and_changes_no_answer() -> None:
+    from layerhound.detectors.signatures import YARA_OPCODES, compile_hex_pattern, literal_prefix
+
+    assert literal_prefix("48 8D ?? 24") == bytes.fromhex("488D")
+    assert literal_prefix("31 C0 49") == bytes.fromhex("31C049")
+    detector = ByteSignatureDetector()
+    pieces = [bytes.fromhex(YARA_OPCODES[name].replace("??", "00")) for name in ("op1", "op2", "op3")]
+    elf = b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + b"\x03\x00" + b"\x00" * 46
+    # A decoy prefix of op1 before the real match: the regex must start at the first prefix, not stop there.
+    decoy = pieces[0][:22]
+    data = elf + decoy + b"\x90" * 7 + b"".join(pieces)
+    [finding] = [f for f in detector.inspect(Entry("/x.so", EntryType.FILE, len(data), 0o755), data)
+                 if f.rule == "xz-yara-opcodes"]
+    expected = {name: compile_hex_pattern(YARA_OPCODES[name]).search(data).start()  # type: ignore[union-attr]
+                for name in ("op1", "op2", "op3")}
+    assert finding.evidence["offsets"] == expected
+    assert expected["op1"] == len(elf) + len(decoy) + 7

@@ -128,3 +128,24 @@ def test_a_bug_inside_a_source_is_that_references_error(
     assert [r.verdict.value for r in results] == ["error", "clean"]
     assert results[0].failure is not None and results[0].failure.kind == "internal"
     assert "KeyError" in (results[0].error or "")
+
+
+def test_an_output_that_is_a_device_or_fifo_is_written_into_not_replaced(tmp_path: Path) -> None:
+    """``-o /dev/null`` as root once put a regular file where the device was (the report is renamed
+    into place). A FIFO stands in for the device here: it must still be a FIFO, and hold the text."""
+    import os
+    import stat
+    import threading
+
+    from layerhound.cli.common import write_output
+
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    write_output("the report\n", fifo)
+    reader.join(timeout=10)
+    assert received == [b"the report\n"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.fifo"]  # no temporary file left beside it

@@ -127,3 +127,16 @@ def test_a_record_without_an_image_id_is_refused() -> None:
     with pytest.raises(SourceError, match="gives no sha256 image ID"):
         EngineImage("docker-daemon:x", ExportOnly(b""), {"Id": "nope", "RootFS": {"Layers": []}},
                     [])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("layout", ["oci", "legacy"])
+def test_a_layer_whose_first_file_looks_like_json_is_still_a_layer(tmp_path: Path, layout: str) -> None:
+    """A tar starts with its first member's name: ``{`` there must not make a layer a config candidate."""
+    weird = ImageSpec([Layer.files({"/{not json}": "x\n", "/etc/motd": "hello\n"})])
+    path = tmp_path / "export.tar"
+    [written] = write_docker_archive(path, [(weird, ["example.test/weird:1"])], layout=layout)  # type: ignore[arg-type]
+    image = EngineImage("docker-daemon:x", ExportOnly(path.read_bytes()),
+                        record(written.config_digest, written.diff_ids), [])  # type: ignore[arg-type]
+    result = scan_image(image, ALL_DETECTORS)
+    assert result.verdict.value == "clean", result.reasons
+    assert [layer.digest for layer in result.layers] == written.diff_ids

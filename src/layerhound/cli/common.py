@@ -146,6 +146,15 @@ def write_output(text: str, output: Path | None) -> None:
     output = output.expanduser()
     if not output.parent.is_dir():
         raise UsageError(f"cannot write {output}: directory {output.parent} does not exist")
+    if output.exists() and not output.is_file():
+        # /dev/null, /dev/stdout, a FIFO: written into, never replaced (as root, a rename would put a
+        # regular file where the device was).
+        try:
+            with open(output, "w") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+        return
     # Written beside the target and renamed, so a killed scan never leaves half a report.
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
     umask = os.umask(0)

@@ -57,3 +57,11 @@ class Detector(ABC):
         ``layer`` (nor a finding its ``sha256``): the engine sets the layer
         digest and the file's sha256 where the detector left them None.
         """
+
+    def inspect_hashed(self, entry: Entry, data: bytes, sha256: str) -> Iterable[Finding | Fact]:
+        """``inspect``, given the file's sha256 (hex) that the walk has already computed.
+
+        The walk calls this one: a detector that needs the whole file's hash overrides it and
+        takes ``sha256`` instead of hashing the bytes a second time.
+        """
+        return self.inspect(entry, data)

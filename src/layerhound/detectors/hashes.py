@@ -143,7 +143,10 @@ class KnownHashDetector(Detector):
         return base in self._names or base.endswith(WANTED_SUFFIXES)
 
     def inspect(self, entry: Entry, data: bytes) -> Iterator[Finding]:
-        known = self._table.get(hashlib.sha256(data).hexdigest())
+        return self.inspect_hashed(entry, data, hashlib.sha256(data).hexdigest())
+
+    def inspect_hashed(self, entry: Entry, data: bytes, sha256: str) -> Iterator[Finding]:
+        known = self._table.get(sha256)
         if known is None:
             return
         yield Finding(

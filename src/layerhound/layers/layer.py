@@ -19,7 +19,6 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, suppress
-from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +31,7 @@ from layerhound.layers.stream import (
     ISAL_ERROR,
     ByteStream,
     HashingReader,
+    ReadAhead,
     VerifyingReader,
     decompressing_reader,
 )
@@ -198,11 +198,19 @@ class TarBlobLayer(Layer):
         with self._opener() as raw:
             verifier = VerifyingReader(raw, self.digest, self.size or None, label)
             buffered = io.BufferedReader(verifier, CHUNK)
-            explain = partial(_explain_by_digest, verifier)
+            ahead: ReadAhead | None = None
+
+            def explain() -> None:
+                if ahead is not None:
+                    ahead.close()  # the verifier is read here from now on, never from two threads
+                _explain_by_digest(verifier)
+
             try:
                 stream, self.compression = decompressing_reader(buffered)
                 tar_stream = HashingReader(stream)
-                buffered_tar = io.BufferedReader(tar_stream, CHUNK)
+                # Reading, verifying, inflating and hashing the tar run in their own thread.
+                ahead = ReadAhead(tar_stream)
+                buffered_tar = io.BufferedReader(ahead, CHUNK)
                 with tarfile.open(fileobj=buffered_tar, mode="r|", tarinfo=BoundedTarInfo) as archive:
                     for info in _tar_members(archive, tar_stream):
                         entry = tar_entry(info)
@@ -210,12 +218,16 @@ class TarBlobLayer(Layer):
                         yield Member(entry, fileobj, explain)
                 while buffered_tar.read(CHUNK):
                     pass
+                ahead.close()
                 verifier.finish()
             except BlobError:
                 raise
             except TAR_ERRORS as exc:
                 explain()
                 raise CorruptLayer(f"{label} is corrupt or truncated: {describe(exc)}") from exc
+            finally:
+                if ahead is not None:
+                    ahead.close()
         if self.diff_id and tar_stream.hexdigest != self.diff_id:
             raise DigestMismatch(self.diff_id, tar_stream.hexdigest, f"{label} uncompressed (diff_id)")
         self._computed_diff_id = tar_stream.hexdigest

@@ -157,7 +157,7 @@ class _LayerWalk:
         sha256 = hashlib.sha256(data).hexdigest()
         for detector in fitting:
             try:
-                found = list(detector.inspect(entry, data))
+                found = list(detector.inspect_hashed(entry, data, sha256))
             except Exception as exc:  # any detector failure is reported, see walk_layer
                 stats.detector_errors.append(f"{detector.name}: {where}: {describe(exc)}")
                 continue

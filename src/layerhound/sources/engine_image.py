@@ -152,12 +152,14 @@ class EngineImage(StreamedImage):
         """The layer to walk for this member of the export, None for anything else (a config is kept)."""
         name = normalize_member(info.name)
         head = member.peek(_TAR_MAGIC_OFFSET + 8)[: _TAR_MAGIC_OFFSET + 8]
-        if _looks_like_json(head) and info.size <= MAX_JSON_BLOB:
-            self._config_seen(member.read(), name, candidates)
-            return None
         claimed = named_digest(name, (".tar",))
-        if claimed not in self.diff_ids and not _looks_like_layer(head, info.size):
-            return None  # VERSION, repositories, oci-layout
+        # A layer named as one (by its diff_id, or Docker < 25's <id>/layer.tar) is one, whatever its first bytes.
+        if claimed not in self.diff_ids and not name.endswith("/layer.tar"):
+            if _looks_like_json(head) and info.size <= MAX_JSON_BLOB:
+                self._config_seen(member.read(), name, candidates)
+                return None
+            if not _looks_like_layer(head, info.size):
+                return None  # VERSION, repositories, oci-layout
         if claimed in self.diff_ids and claimed not in wanted:
             return None  # a layer the cache holds (or one already walked): tarfile skips its bytes
         return TarBlobLayer(
