@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator
-from typing import Any
-
-from debian.deb822 import Deb822
+from typing import TYPE_CHECKING, Any
 
 from layerhound.detectors import xz_versions
 from layerhound.detectors.base import Detector
 from layerhound.detectors.xz_versions import Ecosystem
 from layerhound.model import Entry, Fact, Finding
+
+if TYPE_CHECKING:
+    from debian.deb822 import Deb822
 
 STATUS_FILE = "/var/lib/dpkg/status"
 STATUS_DIR = "/var/lib/dpkg/status.d"
@@ -53,6 +54,8 @@ class DpkgDetector(Detector):
         return directory == STATUS_DIR and not base.endswith(".md5sums")
 
     def inspect(self, entry: Entry, data: bytes) -> Iterator[Finding | Fact]:
+        from debian.deb822 import Deb822  # python-debian loads with the first status file, not at start-up
+
         text = data.decode("utf-8", errors="replace")
         for stanza in Deb822.iter_paragraphs(text.splitlines(), fields=_FIELDS):
             yield from _judge(stanza, entry.path)

@@ -31,8 +31,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from debian.debian_support import Version as DebianVersion
-
 from layerhound.model import Fact, Finding, Indicates, Kind
 
 
@@ -375,6 +373,8 @@ def apk_compare(a: str, b: str) -> int:
 
 def dpkg_compare(a: str, b: str) -> int:
     """dpkg's ordering (python-debian); raises ValueError on an invalid version."""
+    from debian.debian_support import Version as DebianVersion  # loaded when first compared, not at start-up
+
     va, vb = DebianVersion(a), DebianVersion(b)
     return -1 if va < vb else (1 if va > vb else 0)
 

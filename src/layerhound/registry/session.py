@@ -11,10 +11,13 @@ manager) when done.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from layerhound.registry.client import RegistryClient
 from layerhound.registry.credentials import normalize_host
 from layerhound.registry.settings import RegistrySettings
+
+if TYPE_CHECKING:
+    from layerhound.registry.client import RegistryClient
 
 
 class RegistrySession:
@@ -31,6 +34,9 @@ class RegistrySession:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
+                # httpx is loaded by the first registry a command reaches: a scan of local images never pays for it.
+                from layerhound.registry.client import RegistryClient
+
                 client = self._clients[key] = RegistryClient(key, self.settings)
             return client
 

@@ -9,9 +9,9 @@ read when a scan asks for them, so a broken image fails alone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from layerhound.errors import SourceError
-from layerhound.registry.session import RegistrySession
 from layerhound.sources.base import Image
 from layerhound.sources.docker_archive import open_docker_archive
 from layerhound.sources.engine import EngineUnavailable, NoSuchImage
@@ -33,8 +33,10 @@ from layerhound.sources.refs import (
     Reference,
     parse_reference,
 )
-from layerhound.sources.registry import open_registry
 from layerhound.sources.skopeo_dir import open_skopeo_dir
+
+if TYPE_CHECKING:
+    from layerhound.registry.session import RegistrySession
 
 _OPENERS: dict[str, Callable[[Reference], list[Image]]] = {
     OCI: open_oci,
@@ -95,6 +97,8 @@ def _open(
     if transport == DOCKER:
         if registry is None:
             raise SourceError(f"{reference.original}: a registry reference needs a RegistrySession")
+        from layerhound.sources.registry import open_registry  # with httpx: only for registry references
+
         return open_registry(reference, platform, registry)
     if transport in ENGINE_TRANSPORTS:
         return open_engine(reference, transport, options.env)
