@@ -27,7 +27,7 @@ from layerhound.registry.session import RegistrySession
 from layerhound.sources import open_images
 from layerhound.sources.base import Image, StreamedImage
 from layerhound.sources.options import SourceOptions
-from layerhound.sources.refs import DOCKER, parse_reference
+from layerhound.sources.refs import parse_reference, source_name
 from layerhound.store.cache import LayerCache
 from layerhound.store.layer_rows import StoredLayer
 
@@ -184,10 +184,11 @@ def judge_streamed(
         if diff_id not in wanted:
             continue  # a layer of another image in the same export
         wanted.discard(diff_id)
+        # Every position of one diff_id holds the same layer (its digest is the diff_id): one result, stored once.
+        placed = _relabelled(fresh, layers[positions[diff_id][0]])
+        if not claimed and cache is not None:
+            cache.store(layers[positions[diff_id][0]], placed, detectors)
         for index in positions[diff_id]:
-            placed = _relabelled(fresh, layers[index])
-            if not claimed and cache is not None:
-                cache.store(layers[index], placed, detectors)
             results[index] = placed
             observer.layer_finished(index, placed)
     if wanted:
@@ -248,7 +249,6 @@ def source_of(reference: str) -> str | None:
     which for a bare name may be a local engine.
     """
     try:
-        transport = parse_reference(reference).transport
+        return source_name(parse_reference(reference).transport)
     except ReferenceError_:
         return None
-    return "registry" if transport == DOCKER else transport

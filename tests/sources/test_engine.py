@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import scan_json
 from tests.support.imagewriter import ImageSpec, Layer, file, symlink, write_oci
 from tests.support.podman import Podman
 from tests.support.registry import RegistryServer, push
@@ -88,13 +89,8 @@ def scan(
     tmpdir.mkdir()
     environment = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "CONTAINER_HOST", "XDG_RUNTIME_DIR")}
     environment.update(env or {}, TMPDIR=str(tmpdir))
-    done = subprocess.run(
-        [sys.executable, "-m", "layerhound", "scan", "--no-progress", "--format", "json",
-         "--cache-dir", str(tmp_path / "cache"), *options, *references],
-        capture_output=True, text=True, env=environment, timeout=600, check=False,
-    )
-    images = json.loads(done.stdout)["images"] if done.stdout.strip() else []
-    return done.returncode, images, done.stderr, tmpdir
+    done = scan_json("--cache-dir", str(tmp_path / "cache"), *options, *references, env=environment, timeout=600)
+    return done.status, done.images, done.stderr, tmpdir
 
 
 def summary(image: dict[str, Any]) -> tuple[str, list[tuple[str, str, bool]]]:

@@ -9,6 +9,7 @@ import pytest
 
 from layerhound.errors import SourceError
 from layerhound.sources import open_images
+from tests.support.cli import scan_json
 from tests.support.imagewriter import read_layer
 
 
@@ -131,16 +132,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _scan_json(*args: str, timeout: float = 120) -> tuple[int, dict[str, object], str]:
-    import json
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress", "--format", "json", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False,
-    )
-    images = json.loads(done.stdout)["images"] if done.stdout.strip() else [{}]
-    return done.returncode, images[0], done.stderr
+    done = scan_json("--no-cache", *args, timeout=timeout)
+    return done.status, (done.images or [{}])[0], done.stderr
 
 
 def test_host_records_the_machine_it_walks(tmp_path: Path) -> None:

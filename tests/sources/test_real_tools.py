@@ -20,6 +20,7 @@ import pytest
 
 from layerhound.sources import open_images
 from layerhound.sources.docker_archive import DockerArchiveImage
+from tests.support.cli import scan_json
 from tests.support.imagewriter import (
     ImageSpec,
     Layer,
@@ -187,14 +188,9 @@ def implant_layout(tmp_path: Path, implant_so: bytes) -> Path:
 
 
 def _verdict(reference: str) -> str:
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress", "--format", "json", reference],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert done.returncode in (0, 1), done.stderr
-    [image] = json.loads(done.stdout)["images"]
+    done = scan_json("--no-cache", reference, timeout=120)
+    assert done.status in (0, 1), done.stderr
+    [image] = done.images
     return str(image["verdict"])
 
 

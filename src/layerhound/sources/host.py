@@ -53,9 +53,9 @@ def open_host(reference: Reference, cross_mounts: bool = False, exclude: tuple[s
     return [HostImage(reference.original, DirectoryLayer(root, cross_mounts, exclude), host_identity(root))]
 
 
-def host_identity(root: Path, uname: os.uname_result | None = None) -> list[str]:
+def host_identity(root: Path) -> list[str]:
     """Lines naming the machine: its hostname, kernel and architecture, and the OS its ``root`` holds."""
-    uname = uname or os.uname()
+    uname = os.uname()
     lines = [f"host {uname.nodename}: kernel {uname.sysname} {uname.release} ({uname.version}), {uname.machine}"]
     release = _os_release(root)
     if release:

@@ -32,6 +32,7 @@ from layerhound.sources.refs import (
     ROOTFS,
     Reference,
     parse_reference,
+    source_name,
 )
 from layerhound.sources.skopeo_dir import open_skopeo_dir
 
@@ -83,7 +84,7 @@ def open_reference(
     else:
         images, source = _open(reference, reference.transport, platform, registry, options), reference.transport
     for image in images:
-        image.source = "registry" if source == DOCKER else source
+        image.source = source_name(source)
     return select_platform(images, platform)
 
 

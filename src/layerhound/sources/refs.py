@@ -4,7 +4,7 @@ The syntax follows skopeo so users can paste what they already use:
 ``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:REF]``,
 ``dir:PATH``, ``docker-daemon:NAME[:TAG|@DIGEST]``, ``podman:NAME…``,
 ``rootfs:DIR``, ``file:PATH``, ``docker://NAME`` and a bare name (``NAME[:TAG]``,
-looked for in the local engines, then the registry: see ``sources.resolve``).
+looked for in the local engines, then the registry: see ``sources.opening``).
 Unlike skopeo, host paths may contain colons: when the text after the
 transport could be split in several places, the longest prefix that exists on
 disk is the path (falling back to the first colon), so ``oci:/srv/a:b:tag``
@@ -117,6 +117,11 @@ class Reference:
         return self.with_ref(self.ref)
 
 
+def source_name(transport: str) -> str:
+    """How reports name where an image was read: ``registry`` for ``docker``, else the transport."""
+    return "registry" if transport == DOCKER else transport
+
+
 def parse_reference(text: str) -> Reference:
     """Parse one reference; raise ``ReferenceError_`` saying what is wrong."""
     if not isinstance(text, str) or not text.strip():
@@ -181,7 +186,7 @@ def _parse_transport(transport: str, rest: str, text: str) -> Reference:
         return Reference(HOST, text, path=rest or "/")
     if not rest:
         raise ReferenceError_(f"{transport}: needs a path, e.g. {transport}:/path")
-    if transport in (ROOTFS, HOST, FILE, DIR):
+    if transport in (ROOTFS, FILE, DIR):
         return Reference(transport, text, path=rest)
     path, ref = split_path(rest)
     if not path:

@@ -1,0 +1,32 @@
+"""The real command line in a subprocess, as a user runs it: ``layerhound scan … --format json``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ScanRun:
+    status: int
+    images: list[dict[str, Any]]
+    """The JSON report's images ([] when nothing was printed)."""
+    stderr: str
+
+
+def scan_json(*args: str, env: Mapping[str, str] | None = None, timeout: float = 300) -> ScanRun:
+    """``layerhound scan --no-progress --format json ARGS…`` from the checkout, in ``env`` (default: this one's)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "layerhound", "scan", "--no-progress", "--format", "json", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=None if env is None else dict(env),
+        check=False,
+    )
+    images = json.loads(done.stdout)["images"] if done.stdout.strip() else []
+    return ScanRun(done.returncode, images, done.stderr)
