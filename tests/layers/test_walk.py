@@ -159,7 +159,7 @@ def test_corrupt_deflate_block_with_matching_digest_is_corrupt_layer() -> None:
 
 @pytest.mark.parametrize("record", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME])
 def test_huge_tar_metadata_record_is_refused_not_read(record: bytes) -> None:
-    """A pax header or GNU long name declaring 1 GiB is refused before tarfile reads it."""
+    """A pax header or GNU long name declaring 1 GiB is refused before it is read."""
     info = tarfile.TarInfo("././@PaxHeader" if record == tarfile.XHDTYPE else "././@LongLink")
     info.type = record
     info.size = 1 << 30

@@ -38,18 +38,27 @@ import io
 import lzma
 import stat
 import struct
-import tarfile
 import zipfile
 import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, cast
+from functools import partial
+from typing import Any
 
-import zstandard
 from isal import igzip
 
-from layerhound.layers.layer import TAR_ERRORS, BoundedTarInfo, image_path, tar_entry
-from layerhound.layers.stream import BZIP2_MAGIC, CHUNK, GZIP_MAGIC, XZ_MAGIC, ZSTD_MAGIC, ByteStream
+from layerhound.layers.layer import TAR_ERRORS, header_entry, image_path
+from layerhound.layers.stream import (
+    BZIP2_MAGIC,
+    CHUNK,
+    GZIP_MAGIC,
+    XZ_MAGIC,
+    ZSTD_MAGIC,
+    ByteStream,
+    is_zstd,
+    zstd_reader,
+)
+from layerhound.layers.tarstream import BLOCK, TarReader, checksum_matches
 from layerhound.model import Entry, EntryType, Finding, Indicates, Kind
 
 ARCHIVE_MAX_SIZE = 512 * 1024 * 1024
@@ -159,7 +168,7 @@ def _compression(head: bytes) -> str | None:
         return "gzip"
     if head.startswith(XZ_MAGIC):
         return "xz"
-    if head.startswith(ZSTD_MAGIC):
+    if is_zstd(head):
         return "zstd"
     if head.startswith(BZIP2_MAGIC) and head[3:4].isdigit():
         return "bzip2"
@@ -168,13 +177,9 @@ def _compression(head: bytes) -> str | None:
 
 def _is_tar_header(block: bytes) -> bool:
     """A whole tar header block: the ``ustar`` magic and a matching checksum."""
-    if block[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + len(TAR_MAGIC)] != TAR_MAGIC or len(block) < tarfile.BLOCKSIZE:
+    if block[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + len(TAR_MAGIC)] != TAR_MAGIC or len(block) < BLOCK:
         return False
-    try:
-        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
-    except ValueError:
-        return False
-    return stored in tarfile.calc_chksums(block[: tarfile.BLOCKSIZE])  # type: ignore[attr-defined]
+    return checksum_matches(block[:BLOCK])
 
 
 def _peek_decompressed(head: bytes, compression: str) -> bytes:
@@ -195,7 +200,7 @@ def _peek_decompressed(head: bytes, compression: str) -> bytes:
 
 _MAGIC_FIRST_BYTES = frozenset(
     magic[:1] for magic in (AR_MAGIC, RPM_MAGIC, ZIP_MAGIC, GZIP_MAGIC, XZ_MAGIC, ZSTD_MAGIC, BZIP2_MAGIC)
-)
+) | {bytes([first]) for first in range(0x50, 0x60)}  # zstd skippable frames
 
 
 def sniff(path: str, head: bytes, size: int) -> Candidate | None:
@@ -320,7 +325,7 @@ def decompressed(view: memoryview) -> tuple[ByteStream, str]:
     elif compression == "xz":
         stream = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - returned to the caller
     elif compression == "zstd":
-        stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
+        stream = zstd_reader(raw)
     elif compression == "bzip2":
         stream = bz2.BZ2File(raw, mode="rb")
     elif head.startswith(LZMA_ALONE_MAGIC):
@@ -382,12 +387,10 @@ def _read_exact(stream: ByteStream, n: int, what: str) -> bytes:
 
 
 def _tar_stream_members(stream: ByteStream) -> Members:
-    # tarfile only calls read() on a stream ("r|"), which every ByteStream has.
-    with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", tarinfo=BoundedTarInfo) as archive:
-        for info in archive:
-            entry = tar_entry(info)
-            fileobj = archive.extractfile(info) if entry.type is EntryType.FILE else None
-            yield ArchiveMember(entry, fileobj)
+    reader = TarReader(partial(stream.read, CHUNK))
+    for header in reader:
+        entry = header_entry(header)
+        yield ArchiveMember(entry, reader.data if entry.type is EntryType.FILE else None)
 
 
 def _tar_members(view: memoryview) -> Members:

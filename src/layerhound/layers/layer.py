@@ -14,7 +14,6 @@ import os
 import posixpath
 import re
 import stat
-import tarfile
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from layerhound.layers.stream import (
     VerifyingReader,
     decompressing_reader,
 )
+from layerhound.layers.tarstream import Kind, TarFormatError, TarHeader, TarReader
 from layerhound.model import Entry, EntryType
 
 BlobOpener = Callable[[], AbstractContextManager[BinaryIO]]
@@ -149,7 +149,7 @@ class Layer(ABC):
 
 TAR_ERRORS = (
     ISAL_ERROR,
-    tarfile.TarError,
+    TarFormatError,
     EOFError,
     zlib.error,
     lzma.LZMAError,
@@ -210,14 +210,12 @@ class TarBlobLayer(Layer):
                 tar_stream = HashingReader(stream)
                 # Reading, verifying, inflating and hashing the tar run in their own thread.
                 ahead = ReadAhead(tar_stream)
-                buffered_tar = io.BufferedReader(ahead, CHUNK)
-                with tarfile.open(fileobj=buffered_tar, mode="r|", tarinfo=BoundedTarInfo) as archive:
-                    for info in _tar_members(archive, tar_stream):
-                        entry = tar_entry(info)
-                        fileobj = archive.extractfile(info) if entry.type is EntryType.FILE else None
-                        yield Member(entry, fileobj, explain)
-                while buffered_tar.read(CHUNK):
-                    pass
+                reader = TarReader(ahead.next_chunk)
+                for header in reader:
+                    entry = header_entry(header)
+                    data = reader.data if entry.type is EntryType.FILE else None
+                    yield Member(entry, data, explain)
+                reader.input.drain()  # what follows the end blocks is part of the diff_id
                 ahead.close()
                 verifier.finish()
             except BlobError:
@@ -244,88 +242,32 @@ def _explain_by_digest(verifier: VerifyingReader) -> None:
         verifier.finish()
 
 
-def _tar_members(archive: tarfile.TarFile, tar_stream: HashingReader) -> Iterator[tarfile.TarInfo]:
-    """Iterate a streamed tar, accepting a stream that ends right after the
-    last member's data.
-
-    umoci (0.4.x) writes layers without the final block padding and the
-    end-of-archive blocks; runtimes extract them and their diff_id covers
-    exactly those bytes, so they are valid layers. Any other early end
-    (inside a header or a member's data) is still an error.
-    """
-    last: tarfile.TarInfo | None = None
-    while True:
-        try:
-            info = _next_member(archive)
-        except tarfile.ReadError:
-            if last is not None:
-                data_end = last.offset_data + (last.size if last.isreg() else 0)
-                if tar_stream.at_eof and data_end <= tar_stream.bytes_read < archive.offset:
-                    return
-            raise
-        if info is None:
-            return
-        last = info
-        yield info
-
-
-def _next_member(archive: tarfile.TarFile) -> tarfile.TarInfo | None:
-    """``archive.next()``, with tarfile's ValueErrors on malformed headers (sparse
-    maps, numeric pax fields) as the ``ReadError`` they are."""
-    try:
-        return archive.next()
-    except ValueError as exc:
-        raise tarfile.ReadError(f"malformed tar header: {describe(exc)}") from exc
-
-
-MAX_TAR_METADATA = 1024 * 1024
-"""Largest pax or GNU long-name record read (real ones: a few hundred bytes)."""
-
-
-class OversizedTarRecord(tarfile.HeaderError):
-    """A pax/GNU long-name record larger than ``MAX_TAR_METADATA``."""
-
-
-class BoundedTarInfo(tarfile.TarInfo):
-    """A tar header whose metadata records are bounded in size.
-
-    tarfile reads a pax extended header or a GNU long name whole into memory,
-    as large as its header declares; a hostile layer could declare gigabytes.
-    """
-
-    def _check_record(self) -> None:
-        if self.size > MAX_TAR_METADATA:
-            raise OversizedTarRecord(
-                f"tar metadata record of {self.size} bytes at {self.offset} (limit {MAX_TAR_METADATA})"
-            )
-
-    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
-        self._check_record()
-        return super()._proc_pax(tarfile)  # type: ignore[misc, no-any-return]
-
-    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
-        self._check_record()
-        return super()._proc_gnulong(tarfile)  # type: ignore[misc, no-any-return]
-
-
 def describe(exc: BaseException) -> str:
     """A one-line, user-facing reason for a library error."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
 
 
-def tar_entry(info: tarfile.TarInfo) -> Entry:
+_ENTRY_TYPES = {
+    Kind.FILE: EntryType.FILE,
+    Kind.DIR: EntryType.DIR,
+    Kind.SYMLINK: EntryType.SYMLINK,
+    Kind.HARDLINK: EntryType.HARDLINK,
+    Kind.OTHER: EntryType.OTHER,
+}
+
+
+def header_entry(header: TarHeader) -> Entry:
     """Translate a tar header into an ``Entry`` without trusting its path."""
-    path = image_path(info.name)
-    if info.isreg():
-        return Entry(path, EntryType.FILE, info.size, info.mode)
-    if info.isdir():
-        return Entry(path, EntryType.DIR, 0, info.mode)
-    if info.issym():
-        return Entry(path, EntryType.SYMLINK, 0, info.mode, info.linkname)
-    if info.islnk():
-        return Entry(path, EntryType.HARDLINK, 0, info.mode, image_path(info.linkname))
-    return Entry(path, EntryType.OTHER, 0, info.mode)
+    path = image_path(header.name)
+    kind = _ENTRY_TYPES[header.kind]
+    if kind is EntryType.FILE:
+        return Entry(path, kind, header.size, header.mode)
+    if kind is EntryType.SYMLINK:
+        return Entry(path, kind, 0, header.mode, header.linkname)
+    if kind is EntryType.HARDLINK:
+        return Entry(path, kind, 0, header.mode, image_path(header.linkname))
+    return Entry(path, kind, 0, header.mode)
 
 
 PSEUDO_FILESYSTEMS = frozenset({

@@ -14,7 +14,7 @@ import io
 import lzma
 import queue
 import threading
-from typing import Any, Protocol, cast
+from typing import IO, Any, Protocol, cast
 
 import zstandard
 from isal import igzip, igzip_lib
@@ -30,6 +30,92 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 BZIP2_MAGIC = b"BZh"
+ZSTD_SKIPPABLE = b"\x2a\x4d\x18"
+"""Bytes 1-3 of a zstd skippable frame's magic (byte 0 is 0x50-0x5F): a valid start of a zstd stream."""
+
+
+def is_zstd(head: bytes) -> bool:
+    """A zstd stream starts with a frame or a skippable frame."""
+    return head.startswith(ZSTD_MAGIC) or (head[:1] != b"" and head[0] & 0xF0 == 0x50 and head[1:4] == ZSTD_SKIPPABLE)
+
+
+class ZstdFrames:
+    """Follows the frame and block structure of a zstd stream as its compressed bytes pass.
+
+    Why: python-zstandard's stream reader ends quietly where its input ends, even inside a
+    frame, so a truncated ``.tar.zst`` would read as a shorter, valid one. The zstd tool
+    refuses a stream that ends inside a frame, and data after the last frame that is no
+    frame; so does this. It reads only block headers (one per up to 128 KiB).
+    """
+
+    def __init__(self, raw: ByteStream) -> None:
+        self._raw = raw
+        self._want = 4
+        self._got = b""
+        self._skip = 0
+        self._state = "magic"
+        self._checksum = False
+        self.offset = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self._feed(data)
+        elif size != 0 and (self._state != "magic" or self._got or self._skip):
+            raise zstandard.ZstdError(f"zstd stream is truncated (it ends inside a frame at byte {self.offset})")
+        return data
+
+    def _feed(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            take = min(self._want - len(self._got), end - pos)
+            self._got += data[pos : pos + take]
+            pos += take
+            if len(self._got) == self._want:
+                field, self._got = self._got, b""
+                self._advance(field, self.offset + pos - len(field))
+        self.offset += end
+
+    def _advance(self, field: bytes, at: int) -> None:
+        if self._state == "magic":
+            if field == ZSTD_MAGIC:
+                self._state, self._want = "descriptor", 1
+            elif field[0] & 0xF0 == 0x50 and field[1:] == ZSTD_SKIPPABLE:
+                self._state, self._want = "skippable", 4
+            else:
+                raise zstandard.ZstdError(f"data that is no zstd frame at byte {at}")
+        elif self._state == "skippable":
+            self._skip = int.from_bytes(field, "little")
+            self._state, self._want = "magic", 4
+        elif self._state == "descriptor":
+            descriptor = field[0]
+            if descriptor & 0x08:
+                raise zstandard.ZstdError(f"reserved bit set in a zstd frame header at byte {at}")
+            single_segment = descriptor >> 5 & 1
+            size_field = (single_segment, 2, 4, 8)[descriptor >> 6]
+            self._checksum = bool(descriptor & 0x04)
+            self._skip = (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3] + size_field
+            self._state, self._want = "block", 3
+        else:  # a block header
+            value = int.from_bytes(field, "little")
+            kind, size = value >> 1 & 3, value >> 3
+            if kind == 3:
+                raise zstandard.ZstdError(f"reserved zstd block type at byte {at}")
+            self._skip = 1 if kind == 1 else size
+            if value & 1:  # the frame's last block
+                self._skip += 4 if self._checksum else 0
+                self._state, self._want = "magic", 4
+
+
+def zstd_reader(raw: ByteStream) -> ByteStream:
+    """A zstd stream of one or more frames, decompressed, that refuses truncation and trailing garbage."""
+    frames = cast(IO[bytes], ZstdFrames(raw))  # it has the read() the reader calls
+    return zstandard.ZstdDecompressor().stream_reader(frames, read_across_frames=True, closefd=False)
 
 
 class ByteStream(Protocol):
@@ -130,6 +216,15 @@ class HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1, /) -> bytes:
+        """The inner stream's bytes as they come, uncopied (``readinto`` copies them once more)."""
+        data = self._inner.read(size)
+        self._hash.update(data)
+        self.bytes_read += len(data)
+        if not data and size != 0:
+            self.at_eof = True
+        return data
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self._inner.read(len(buffer))
         n = len(data)
@@ -152,7 +247,7 @@ def sniff_compression(head: bytes) -> str:
     """Name the compression of a blob from its first bytes."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
-    if head.startswith(ZSTD_MAGIC):
+    if is_zstd(head):
         return "zstd"
     if head.startswith(XZ_MAGIC):
         return "xz"
@@ -173,9 +268,7 @@ def decompressing_reader(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
         # isal.igzip ships no annotations; IGzipFile is a gzip.GzipFile subclass.
         stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
     elif compression == "zstd":
-        stream = zstandard.ZstdDecompressor().stream_reader(
-            raw, read_across_frames=True, closefd=False
-        )
+        stream = zstd_reader(raw)
     elif compression == "xz":
         stream = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - returned to the caller
     elif compression == "bzip2":
@@ -230,6 +323,21 @@ class ReadAhead(io.RawIOBase):
                 return
             except queue.Full:
                 continue
+
+    def next_chunk(self) -> bytes:
+        """The next chunk as the thread read it, uncopied; ``b""`` at the end.
+
+        For a reader that takes whole chunks (``tarstream.TarReader``); not to be mixed with ``readinto``.
+        """
+        if self._ended:
+            return b""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        if not item:
+            self._ended = True
+        return item
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._pending:

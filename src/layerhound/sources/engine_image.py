@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import io
 import json
 import re
-import tarfile
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
@@ -28,13 +26,13 @@ from typing import Any, BinaryIO, cast
 from layerhound.errors import BlobError, ManifestError, SourceError
 from layerhound.layers.layer import (
     TAR_ERRORS,
-    BoundedTarInfo,
     Layer,
     Member,
     TarBlobLayer,
     describe,
 )
-from layerhound.layers.stream import sniff_compression
+from layerhound.layers.stream import CHUNK, sniff_compression
+from layerhound.layers.tarstream import Kind, MemberData, TarHeader, TarReader
 from layerhound.sources.base import MAX_JSON_BLOB, Image, StreamedImage, load_json, platform_of
 from layerhound.sources.docker_archive import named_digest
 from layerhound.sources.engine import EngineClient, endpoint_for
@@ -130,15 +128,15 @@ class EngineImage(StreamedImage):
         label = f"{self.ref}: the export from {self.client.endpoint}"
         candidates: list[tuple[str, bytes]] = []
         with self.client.export(self.digest) as response:
-            source = cast(BinaryIO, _ExportStream(response, label))
+            source = _ExportStream(response, label)
             try:
-                with tarfile.open(fileobj=source, mode="r|", tarinfo=BoundedTarInfo) as outer:
-                    for info in outer:
-                        # Directories and links (Docker's <id>/layer.tar point at the real layers) carry nothing.
-                        member = cast(io.BufferedReader | None, outer.extractfile(info) if info.isreg() else None)
-                        layer = self._layer_of(info, member, wanted, candidates) if member else None
-                        if layer is not None:
-                            yield layer
+                outer = TarReader(partial(source.read, CHUNK))
+                for header in outer:
+                    # Directories and links (Docker's <id>/layer.tar point at the real layers) carry nothing.
+                    member = outer.data if header.kind is Kind.FILE else None
+                    layer = self._layer_of(header, member, wanted, candidates) if member else None
+                    if layer is not None:
+                        yield layer
             except TAR_ERRORS as exc:
                 raise SourceError(f"{label} is not a readable tar stream: {describe(exc)}") from exc
         if self._config_bytes is None:
@@ -147,7 +145,7 @@ class EngineImage(StreamedImage):
             self.memo.put_blob(self.digest, self._config_bytes)
 
     def _layer_of(
-        self, info: tarfile.TarInfo, member: io.BufferedReader, wanted: set[str], candidates: list[tuple[str, bytes]]
+        self, info: TarHeader, member: MemberData, wanted: set[str], candidates: list[tuple[str, bytes]]
     ) -> Layer | None:
         """The layer to walk for this member of the export, None for anything else (a config is kept)."""
         name = normalize_member(info.name)
@@ -161,7 +159,7 @@ class EngineImage(StreamedImage):
             if not _looks_like_layer(head, info.size):
                 return None  # VERSION, repositories, oci-layout
         if claimed in self.diff_ids and claimed not in wanted:
-            return None  # a layer the cache holds (or one already walked): tarfile skips its bytes
+            return None  # a layer the cache holds (or one already walked): the reader skips its bytes
         return TarBlobLayer(
             digest=claimed,
             size=info.size,
@@ -211,7 +209,7 @@ def _looks_like_layer(head: bytes, size: int) -> bool:
 
 
 class _ExportStream:
-    """The export response as tarfile reads it; a broken HTTP body is a ``BlobError`` naming the engine."""
+    """The export response as the tar reader reads it; a broken HTTP body is a ``BlobError`` naming the engine."""
 
     def __init__(self, response: http.client.HTTPResponse, label: str) -> None:
         self._response = response
