@@ -1,0 +1,89 @@
+"""The zip reader: the members and bytes zipfile gives, read one directory entry at a time.
+
+Real zips are Debian's own wheels (python3-pip-whl, which the venv of ``make setup`` needs);
+the variants (every compression zipfile writes, zip64, data prepended, corruption) are
+written by zipfile here.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import zipfile
+
+import pytest
+
+from layerhound.layers import archives
+from layerhound.layers.archives import ARCHIVE_ERRORS, Candidate, Format
+from layerhound.model import EntryType
+
+ZIP = Candidate(Format.ZIP, True, True)
+
+
+def read_members(data: bytes) -> dict[str, bytes]:
+    found = archives.members(ZIP, data)
+    assert found is not None
+    out = {}
+    for member in found:
+        if member.entry.type is EntryType.FILE:
+            head = member.head(archives.PEEK_SIZE)
+            content = member.read()
+            assert content[: archives.PEEK_SIZE] == head
+            out[member.name] = content
+    return out
+
+
+def zipfile_members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {info.filename.lstrip("/"): archive.read(info) for info in archive.infolist() if not info.is_dir()}
+
+
+def test_debian_wheels_read_as_zipfile_reads_them() -> None:
+    wheels = sorted(glob.glob("/usr/share/python-wheels/*.whl"))
+    assert wheels, "python3-pip-whl is part of what make setup installs"
+    for wheel in wheels:
+        with open(wheel, "rb") as handle:
+            data = handle.read()
+        mine = read_members(data)
+        assert mine == zipfile_members(data) and len(mine) > 50, wheel
+
+
+def make_zip(compression: int, force_zip64: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        archive.writestr("a/text.txt", b"hello " * 5000)
+        archive.writestr("b/random.bin", bytes(range(256)) * 700)
+        archive.writestr("empty", b"")
+        archive.mkdir("c")
+        with archive.open("big.bin", "w", force_zip64=force_zip64) as handle:
+            handle.write(b"\x7fELF" + b"z" * 200_000)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
+                                         zipfile.ZIP_LZMA])
+def test_every_compression_zipfile_writes(compression: int) -> None:
+    data = make_zip(compression)
+    assert read_members(data) == zipfile_members(data)
+
+
+def test_zip64_and_prepended_data() -> None:
+    data = make_zip(zipfile.ZIP_DEFLATED, force_zip64=True)
+    assert read_members(data) == zipfile_members(data)
+    prepended = b"#!/bin/sh\nexec something\n" + b"\0" * 1000 + data  # a self-extracting archive
+    assert read_members(prepended) == zipfile_members(data)
+
+
+def test_a_member_that_does_not_match_its_crc_is_an_error() -> None:
+    data = bytearray(make_zip(zipfile.ZIP_STORED))
+    at = data.find(b"hello hello")
+    data[at] ^= 0x20
+    with pytest.raises(archives.ArchiveError, match=r"a/text\.txt is corrupt \(CRC mismatch\)"):
+        read_members(bytes(data))
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.99])
+def test_a_truncated_zip_is_an_error_never_a_partial_success(cut: float) -> None:
+    data = make_zip(zipfile.ZIP_DEFLATED)
+    with pytest.raises(ARCHIVE_ERRORS):
+        read_members(data[: int(len(data) * cut)])
