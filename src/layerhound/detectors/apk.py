@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from layerhound.detectors import xz_versions
-from layerhound.detectors.base import Detector
+from layerhound.detectors.base import Detector, Interest
 from layerhound.detectors.xz_versions import Ecosystem
 from layerhound.model import Entry, Fact, Finding
 
@@ -48,6 +48,9 @@ class ApkDetector(Detector):
     name = "apk"
     version = 1
     max_size = 64 * 1024 * 1024
+
+    def interest(self) -> Interest:
+        return Interest(paths=INSTALLED_PATHS)
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         return entry.path in INSTALLED_PATHS

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from layerhound.model import Entry, Fact, Finding
@@ -26,6 +27,24 @@ def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
+@dataclass(frozen=True)
+class Interest:
+    """Every file a detector's ``wants`` could say yes to is in here: a superset, as data.
+
+    Why: ``wants`` runs for every file of every layer and archive, a dozen calls each; the
+    walk joins the detectors' interests into one test and asks ``wants`` only of files that
+    pass it. A file passes when its head starts with one of ``heads``, its path is one of
+    ``paths`` or starts with one of ``prefixes``, or its base name is one of ``names`` or
+    ends with one of ``suffixes``.
+    """
+
+    heads: tuple[bytes, ...] = ()
+    paths: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+    names: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+
+
 class Detector(ABC):
     """One kind of evidence about single files."""
 
@@ -39,6 +58,10 @@ class Detector(ABC):
     @abstractmethod
     def wants(self, entry: Entry, head: bytes) -> bool:
         """Cheap filter on the header and first bytes; must not be expensive."""
+
+    def interest(self) -> Interest | None:
+        """The files ``wants`` may accept, as data (``Interest``); None: any file, ask ``wants`` always."""
+        return None
 
     @abstractmethod
     def rule_tables(self) -> dict[str, Any]:

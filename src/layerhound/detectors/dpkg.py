@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from layerhound.detectors import xz_versions
-from layerhound.detectors.base import Detector
+from layerhound.detectors.base import Detector, Interest
 from layerhound.detectors.xz_versions import Ecosystem
 from layerhound.model import Entry, Fact, Finding
 
@@ -46,6 +46,9 @@ class DpkgDetector(Detector):
     name = "dpkg"
     version = 2
     max_size = 64 * 1024 * 1024
+
+    def interest(self) -> Interest:
+        return Interest(paths=frozenset({STATUS_FILE}), prefixes=(STATUS_DIR + "/",))
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         if entry.path == STATUS_FILE:

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from layerhound.detectors.base import Detector, is_elf
+from layerhound.detectors.base import ELF_MAGIC, Detector, Interest, is_elf
 from layerhound.detectors.elfscan import ElfFormatError
 from layerhound.model import Entry, Fact, Finding
 
@@ -147,6 +147,9 @@ class ElfDynamicFacts(Detector):
     name = COLLECTOR
     version = 1
     max_size = 512 * 1024 * 1024
+
+    def interest(self) -> Interest:
+        return Interest(heads=(ELF_MAGIC,))
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         fields = _header_fields(head)

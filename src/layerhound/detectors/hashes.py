@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from layerhound.detectors.base import Detector, is_elf
+from layerhound.detectors.base import ELF_MAGIC, Detector, Interest, is_elf
 from layerhound.model import Entry, Finding, Indicates, Kind
 
 
@@ -128,6 +128,11 @@ class KnownHashDetector(Detector):
         match on a harmless file instead of shipping real malware)."""
         self._table: dict[str, KnownBad] = {**KNOWN_BAD, **(extra or {})}
         self._names = frozenset(k.filename for k in self._table.values() if k.filename)
+
+    def interest(self) -> Interest:
+        return Interest(
+            heads=(ELF_MAGIC, _GZIP_MAGIC, _XZ_MAGIC, _LZMA_ALONE_MAGIC), names=self._names, suffixes=WANTED_SUFFIXES
+        )
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         if entry.size > SIZE_CAP:

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from layerhound.detectors.base import Detector
+from layerhound.detectors.base import Detector, Interest
 from layerhound.model import Entry, Fact, Finding
 
 COLLECTOR = "loader-config"
@@ -94,6 +94,9 @@ class LoaderConfigFacts(Detector):
     name = COLLECTOR
     version = 1
     max_size = 64 * 1024 * 1024
+
+    def interest(self) -> Interest:
+        return Interest(paths=frozenset({LD_SO_CONF, LD_SO_PRELOAD, LD_SO_CACHE}), prefixes=(LD_SO_CONF_DIR,))
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         path = entry.path

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from layerhound.detectors import xz_versions
-from layerhound.detectors.base import Detector
+from layerhound.detectors.base import Detector, Interest
 from layerhound.detectors.xz_versions import Ecosystem
 from layerhound.model import Entry, Fact, Finding
 
@@ -45,6 +45,9 @@ class PacmanDetector(Detector):
     name = "pacman"
     version = 1
     max_size = 4 * 1024 * 1024
+
+    def interest(self) -> Interest:
+        return Interest(prefixes=(LOCAL_DB + "/",))
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         directory, base = posixpath.split(entry.path)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from layerhound.detectors import xz_versions
-from layerhound.detectors.base import Detector
+from layerhound.detectors.base import Detector, Interest
 from layerhound.detectors.rpm_header import RpmHeaderError, parse_header
 from layerhound.detectors.rpm_storage import RpmDatabaseError, header_blobs
 from layerhound.detectors.xz_versions import Ecosystem
@@ -45,6 +45,9 @@ class RpmDbDetector(Detector):
     name = "rpmdb"
     version = 1
     max_size = 256 * 1024 * 1024
+
+    def interest(self) -> Interest:
+        return Interest(prefixes=tuple(directory + "/" for directory in sorted(RPM_DIRS)))
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         directory, base = posixpath.split(entry.path)

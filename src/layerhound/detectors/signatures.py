@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from layerhound.detectors.base import Detector, is_elf
+from layerhound.detectors.base import ELF_MAGIC, Detector, Interest, is_elf
 from layerhound.model import Entry, Finding, Indicates, Kind
 
 GET_CPUID_PROLOGUE_HEX = (
@@ -77,6 +77,9 @@ class ByteSignatureDetector(Detector):
 
     name = "byte-signatures"
     version = 1
+
+    def interest(self) -> Interest:
+        return Interest(heads=(ELF_MAGIC,))
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         return is_elf(head)

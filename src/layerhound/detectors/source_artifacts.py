@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from layerhound.detectors.base import Detector, is_elf
+from layerhound.detectors.base import Detector, Interest, is_elf
 from layerhound.model import Entry, Finding, Indicates, Kind
 
 M4_NAME = "build-to-host.m4"
@@ -55,6 +55,9 @@ class SourceArtifactDetector(Detector):
 
     name = "source-artifacts"
     version = 1
+
+    def interest(self) -> Interest:
+        return Interest(names=frozenset({M4_NAME, CONFIGURE_NAME}))
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         base = posixpath.basename(entry.path)

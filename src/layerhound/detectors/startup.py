@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from layerhound.detectors.base import Detector
+from layerhound.detectors.base import Detector, Interest
 from layerhound.model import Entry, Fact, Finding
 
 COLLECTOR = "startup"
@@ -39,6 +39,9 @@ class StartupFacts(Detector):
     name = COLLECTOR
     version = 2
     max_size = 1024 * 1024
+
+    def interest(self) -> Interest:
+        return Interest(heads=(b"#!",), prefixes=SERVICE_DIRS)
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         return head.startswith(b"#!") or entry.path.startswith(SERVICE_DIRS)

@@ -53,7 +53,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from layerhound.detectors.base import Detector
+from layerhound.detectors.base import ELF_MAGIC, Detector, Interest
 from layerhound.detectors.elf_dynamic import parse_dynamic
 from layerhound.detectors.elfscan import (
     ET_REL,
@@ -721,6 +721,9 @@ class StructureDetector(Detector):
             self._detail = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
             self._detail.detail = True
         return self._lite, self._detail
+
+    def interest(self) -> Interest:
+        return Interest(heads=(ELF_MAGIC,))
 
     def wants(self, entry: Entry, head: bytes) -> bool:
         """x86-64 shared objects, PIEs and relocatable objects; no other machine."""

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from contextlib import closing
 from typing import Protocol
 
-from layerhound.detectors.base import HEAD_SIZE, Detector, is_elf
+from layerhound.detectors.base import HEAD_SIZE, Detector, Interest, is_elf
 from layerhound.layers import archives
 from layerhound.layers.archives import ARCHIVE_ERRORS, PEEK_SIZE, ArchiveLimit, Candidate, Scope
 from layerhound.layers.layer import Layer, describe
@@ -118,12 +118,39 @@ def put_in_order(result: LayerResult, detectors: Sequence[Detector]) -> None:
     result.facts.sort(key=key)
 
 
+class Prefilter:
+    """The detectors' ``Interest``s joined: can any detector want this file? One test per file."""
+
+    def __init__(self, detectors: Sequence[Detector]) -> None:
+        interests = [detector.interest() for detector in detectors]
+        known = [interest for interest in interests if interest is not None]
+        self.everything = len(known) < len(interests)
+        """Some detector declared no interest: every file goes to ``wants``."""
+        joined = Interest(
+            heads=tuple(sorted({head for i in known for head in i.heads})),
+            paths=frozenset(path for i in known for path in i.paths),
+            prefixes=tuple(sorted({prefix for i in known for prefix in i.prefixes})),
+            names=frozenset(name for i in known for name in i.names),
+            suffixes=tuple(sorted({suffix for i in known for suffix in i.suffixes})),
+        )
+        self._heads, self._paths, self._prefixes = joined.heads, joined.paths, joined.prefixes
+        self._names, self._suffixes = joined.names, joined.suffixes
+
+    def may_want(self, path: str, head: bytes) -> bool:
+        if self.everything or head.startswith(self._heads) or path in self._paths:
+            return True
+        if path.startswith(self._prefixes) or path.endswith(self._suffixes):
+            return True
+        return path[path.rfind("/") + 1 :] in self._names
+
+
 class _LayerWalk:
     """The detectors and the result of one layer, and how a file is judged."""
 
     def __init__(self, layer: Layer, detectors: Sequence[Detector]) -> None:
         self.digest = layer.digest
         self.detectors = detectors
+        self.prefilter = Prefilter(detectors)
         self.result = LayerResult(digest=layer.digest, size=layer.size, media_type=layer.media_type)
 
     def judge(self, member: Judged, scope: Scope | None, name: str) -> None:
@@ -142,7 +169,11 @@ class _LayerWalk:
             stats.archive_members += 1
             stats.archive_bytes += entry.size
             stats.archive_elf_files += elf
-        wanted = [d for d in self.detectors if d.wants(entry, detector_head)]
+        wanted = (
+            [d for d in self.detectors if d.wants(entry, detector_head)]
+            if self.prefilter.may_want(entry.path, detector_head)
+            else []
+        )
         fitting = [d for d in wanted if entry.size <= d.max_size]
         if len(fitting) < len(wanted):
             stats.skipped_oversize.append(where)
