@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from layerhound.model import Entry, Fact, Finding
 
@@ -45,6 +45,18 @@ class Interest:
     suffixes: tuple[str, ...] = ()
 
 
+class Scanner(Protocol):
+    """One file fed to a detector piece by piece, for a detector that needs no more than that.
+
+    Why: a file no detector must parse whole is then never held whole, whatever its size;
+    memory stays at one piece. ``feed`` gets the pieces in order; ``finish`` the file's sha256.
+    """
+
+    def feed(self, piece: bytes) -> None: ...
+
+    def finish(self, sha256: str) -> Iterable[Finding | Fact]: ...
+
+
 class Detector(ABC):
     """One kind of evidence about single files."""
 
@@ -58,6 +70,11 @@ class Detector(ABC):
     @abstractmethod
     def wants(self, entry: Entry, head: bytes) -> bool:
         """Cheap filter on the header and first bytes; must not be expensive."""
+
+    def scanner(self, entry: Entry, head: bytes) -> Scanner | None:
+        """A ``Scanner`` for this file if this detector judges files as a stream (its ``max_size``
+        then bounds nothing held); None: ``inspect`` is given the whole file."""
+        return None
 
     def interest(self) -> Interest | None:
         """The files ``wants`` may accept, as data (``Interest``); None: any file, ask ``wants`` always."""

@@ -150,6 +150,9 @@ class KnownHashDetector(Detector):
     def inspect(self, entry: Entry, data: bytes) -> Iterator[Finding]:
         return self.inspect_hashed(entry, data, hashlib.sha256(data).hexdigest())
 
+    def scanner(self, entry: Entry, head: bytes) -> HashScanner:
+        return HashScanner(self, entry)
+
     def inspect_hashed(self, entry: Entry, data: bytes, sha256: str) -> Iterator[Finding]:
         known = self._table.get(sha256)
         if known is None:
@@ -176,3 +179,17 @@ class KnownHashDetector(Detector):
             "size_cap": SIZE_CAP,
             "suffixes": list(WANTED_SUFFIXES),
         }
+
+
+class HashScanner:
+    """The known-hashes check needs only the hash the walk computes; the pieces are not looked at."""
+
+    def __init__(self, detector: KnownHashDetector, entry: Entry) -> None:
+        self._detector = detector
+        self._entry = entry
+
+    def feed(self, piece: bytes) -> None:
+        pass
+
+    def finish(self, sha256: str) -> Iterator[Finding]:
+        return self._detector.inspect_hashed(self._entry, b"", sha256)

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from layerhound.detectors.base import ELF_MAGIC, Detector, Interest, is_elf
+from layerhound.detectors.base import ELF_MAGIC, HEAD_SIZE, Detector, Interest, is_elf
 from layerhound.model import Entry, Finding, Indicates, Kind
 
 GET_CPUID_PROLOGUE_HEX = (
@@ -76,7 +76,9 @@ class ByteSignatureDetector(Detector):
     """Find the implant's published byte signatures in ELF files."""
 
     name = "byte-signatures"
-    version = 1
+    version = 2
+    max_size = 4 * 1024 * 1024 * 1024
+    """Scanned as a stream, so the bound is on time, not memory: any ELF file a layer really holds."""
 
     def interest(self) -> Interest:
         return Interest(heads=(ELF_MAGIC,))
@@ -85,31 +87,80 @@ class ByteSignatureDetector(Detector):
         return is_elf(head)
 
     def inspect(self, entry: Entry, data: bytes) -> Iterator[Finding]:
-        indicates = _indicates(data)
-        offset = data.find(GET_CPUID_PROLOGUE)
-        if offset >= 0:
-            yield Finding(
-                rule="xz-get-cpuid-prologue",
-                kind=Kind.SIGNATURE,
-                indicates=indicates,
-                path=entry.path,
-                evidence={"offset": offset},
-            )
-        offsets: dict[str, int] = {}
-        for name, (prefix, regex) in _YARA_REGEXES.items():
-            start = data.find(prefix)
-            match = regex.search(data, start) if start >= 0 else None
-            if match is None:
-                return  # the rule needs all three; stop at the first miss
-            offsets[name] = match.start()
-        yield Finding(
-            rule="xz-yara-opcodes",
-            kind=Kind.SIGNATURE,
-            indicates=indicates,
-            path=entry.path,
-            evidence={"offsets": offsets},
-        )
+        scanner = self.scanner(entry, data[:HEAD_SIZE])
+        scanner.feed(data)
+        yield from scanner.finish("")
+
+    def scanner(self, entry: Entry, head: bytes) -> SignatureScanner:
+        return SignatureScanner(entry.path, _indicates(head))
 
     def rule_tables(self) -> dict[str, Any]:
         """The data this detector's findings depend on, for the rules version."""
-        return {"get_cpuid_prologue": GET_CPUID_PROLOGUE_HEX, "yara_opcodes": YARA_OPCODES}
+        return {"get_cpuid_prologue": GET_CPUID_PROLOGUE_HEX, "yara_opcodes": YARA_OPCODES, "max_size": self.max_size}
+
+
+_PATTERNS: dict[str, tuple[bytes, re.Pattern[bytes] | None]] = {
+    "prologue": (GET_CPUID_PROLOGUE, None),
+    **{name: (prefix, regex) for name, (prefix, regex) in _YARA_REGEXES.items()},
+}
+_OVERLAP = max(len(GET_CPUID_PROLOGUE), *(len(hexstr.split()) for hexstr in YARA_OPCODES.values())) - 1
+"""Bytes of one piece kept to search with the next: a match can straddle two pieces by at most this."""
+
+
+class SignatureScanner:
+    """The signatures searched piece by piece; each pattern's first offset, as one search of the whole file.
+
+    A match that straddles two pieces is found in the join of the previous piece's last
+    ``_OVERLAP`` bytes and the next piece's first ``_OVERLAP``; pieces are searched in
+    order, so the first offset found for a pattern is its first in the file.
+    """
+
+    def __init__(self, path: str, indicates: Indicates) -> None:
+        self._path = path
+        self._indicates = indicates
+        self._first: dict[str, int] = {}
+        self._tail = b""
+        self._offset = 0
+
+    def _search(self, data: bytes, base: int, before: int) -> None:
+        """Find the patterns not found yet in ``data`` (at file offset ``base``) starting before ``before``."""
+        for name, (prefix, regex) in _PATTERNS.items():
+            if name in self._first:
+                continue
+            start = data.find(prefix)
+            if start < 0 or start >= before:
+                continue
+            if regex is None:
+                self._first[name] = base + start
+                continue
+            match = regex.search(data, start)
+            if match is not None and match.start() < before:
+                self._first[name] = base + match.start()
+
+    def feed(self, piece: bytes) -> None:
+        if len(self._first) == len(_PATTERNS) or not piece:
+            return
+        if self._tail:
+            joined = self._tail + piece[:_OVERLAP]
+            self._search(joined, self._offset - len(self._tail), len(self._tail))
+        self._search(piece, self._offset, len(piece))
+        self._tail = (self._tail + piece)[-_OVERLAP:] if len(piece) < _OVERLAP else piece[-_OVERLAP:]
+        self._offset += len(piece)
+
+    def finish(self, sha256: str) -> Iterator[Finding]:
+        if "prologue" in self._first:
+            yield Finding(
+                rule="xz-get-cpuid-prologue",
+                kind=Kind.SIGNATURE,
+                indicates=self._indicates,
+                path=self._path,
+                evidence={"offset": self._first["prologue"]},
+            )
+        if all(name in self._first for name in _YARA_REGEXES):  # the rule needs all three
+            yield Finding(
+                rule="xz-yara-opcodes",
+                kind=Kind.SIGNATURE,
+                indicates=self._indicates,
+                path=self._path,
+                evidence={"offsets": {name: self._first[name] for name in _YARA_REGEXES}},
+            )

@@ -274,6 +274,19 @@ class ArchiveMember:
         return self._buffer
 
 
+    def chunks(self) -> Iterator[bytes]:
+        """The whole content in pieces of at most ``CHUNK`` bytes, none of it kept (see ``layer.Member``)."""
+        if self._buffer:
+            yield self._buffer
+            self._buffer = b""
+        while self._fileobj is not None:
+            piece = self._fileobj.read(CHUNK)
+            if not piece:
+                self._fileobj = None
+                return
+            yield piece
+
+
 Members = Generator[ArchiveMember, None, None]
 """An archive's members, streamed; ``close()`` releases its readers."""
 

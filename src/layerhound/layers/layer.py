@@ -98,6 +98,19 @@ class Member:
         self._fileobj = None
         return self._buffer
 
+    def chunks(self) -> Iterator[bytes]:
+        """The whole content in pieces of at most ``CHUNK`` bytes, none of it kept: for files no
+        detector needs whole (hashed and signature-scanned as they pass)."""
+        if self._buffer:
+            yield self._buffer
+            self._buffer = b""
+        while self._fileobj is not None:
+            piece = self._read(CHUNK)
+            if not piece:
+                self._fileobj = None
+                return
+            yield piece
+
     def _read(self, n: int, peek: bool = False) -> bytes:
         # The bytes come straight from the decompressor and tar reader, so a
         # truncated or corrupt blob surfaces here, outside ``members()``.

@@ -28,7 +28,7 @@ import dataclasses
 import hashlib
 import json
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from typing import Protocol
 
@@ -63,6 +63,8 @@ class Judged(Protocol):
     def head(self, n: int) -> bytes: ...
 
     def read(self) -> bytes: ...
+
+    def chunks(self) -> Iterator[bytes]: ...
 
 
 def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
@@ -180,17 +182,36 @@ class _LayerWalk:
         candidate = self._archive_to_open(entry, head, scope, where)
         if not fitting and candidate is None:
             return
-        data = member.read()
         if scope is None:
             stats.files_read += 1
         else:
             stats.archive_members_read += 1
-        sha256 = hashlib.sha256(data).hexdigest()
+        scanners = {detector.name: detector.scanner(entry, detector_head) for detector in fitting}
+        holding = candidate is not None or None in scanners.values()
+        # Held whole only when a detector parses it or it is an archive to open; else it passes in pieces.
+        data = member.read() if holding else b""
+        hasher = hashlib.sha256(data)
+        live = {detector_name: scanner for detector_name, scanner in scanners.items() if scanner is not None}
+        for piece in (data,) if holding else member.chunks():
+            if not holding:
+                hasher.update(piece)
+            for detector_name, scanner in list(live.items()):
+                try:
+                    scanner.feed(piece)
+                except Exception as exc:  # any detector failure is reported, see walk_layer
+                    self._detector_failed(detector_name, where, exc)
+                    del live[detector_name]
+        sha256 = hasher.hexdigest()
         for detector in fitting:
             try:
-                found = list(detector.inspect_hashed(entry, data, sha256))
+                if detector.name in live:
+                    found = list(live[detector.name].finish(sha256))
+                elif scanners[detector.name] is None:
+                    found = list(detector.inspect_hashed(entry, data, sha256))
+                else:
+                    continue  # its scanner failed on a piece: recorded
             except Exception as exc:  # any detector failure is reported, see walk_layer
-                stats.detector_errors.append(f"{detector.name}: {where}: {describe(exc)}")
+                self._detector_failed(detector.name, where, exc)
                 continue
             for item in found:
                 self._keep(dataclasses.replace(item, detector=detector.name), sha256, scope, name)
@@ -201,6 +222,9 @@ class _LayerWalk:
                 else scope.nested(name, candidate.format)
             )
             self._open(candidate, data, child, where)
+
+    def _detector_failed(self, detector: str, where: str, exc: Exception) -> None:
+        self.result.stats.detector_errors.append(f"{detector}: {where}: {describe(exc)}")
 
     def _keep(self, item: Finding | Fact, sha256: str, scope: Scope | None, name: str) -> None:
         if isinstance(item, Fact):

@@ -1,0 +1,81 @@
+"""Files no detector must parse whole are hashed and signature-scanned as they pass.
+
+The signature scan over pieces must give what one search of the whole file gives, for
+any cut, including cuts through a match; and a file far larger than memory should allow
+is judged without being held (measured on the real CLI under GNU time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from layerhound.detectors.signatures import GET_CPUID_PROLOGUE, ByteSignatureDetector
+from layerhound.model import Entry, EntryType
+
+DETECTOR = ByteSignatureDetector()
+
+
+def findings_in_pieces(data: bytes, cuts: list[int]) -> list[tuple[str, object]]:
+    entry = Entry("/usr/lib/x.so", EntryType.FILE, len(data), 0o755)
+    scanner = DETECTOR.scanner(entry, data[:64])
+    for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        scanner.feed(data[start:end])
+    return [(f.rule, f.evidence) for f in scanner.finish("")]
+
+
+def test_pieces_cut_anywhere_find_what_the_whole_file_finds(implant_so: bytes) -> None:
+    entry = Entry("/usr/lib/x.so", EntryType.FILE, len(implant_so), 0o755)
+    whole = [(f.rule, f.evidence) for f in DETECTOR.inspect(entry, implant_so)]
+    assert {rule for rule, _ in whole} == {"xz-get-cpuid-prologue", "xz-yara-opcodes"}
+    at = implant_so.find(GET_CPUID_PROLOGUE)
+    for cut in range(at - 2, at + len(GET_CPUID_PROLOGUE) + 2):  # every cut through the prologue
+        assert findings_in_pieces(implant_so, [cut]) == whole
+    for size in (1, 7, 33, 4096):  # pieces smaller than the patterns, too
+        assert findings_in_pieces(implant_so, list(range(size, len(implant_so), size))) == whole
+
+
+def test_a_pattern_repeated_reports_its_first_offset(implant_so: bytes) -> None:
+    doubled = implant_so + implant_so
+    first = findings_in_pieces(doubled, [len(implant_so) // 2, len(implant_so) + 5])
+    assert first == findings_in_pieces(implant_so, [])
+
+
+BIG = 400 * 1024 * 1024
+
+
+def test_a_file_larger_than_any_bound_is_scanned_in_flat_memory(tmp_path: Path) -> None:
+    """A 400 MiB executable (not a shared object: no detector parses it) with the prologue at its end.
+
+    Before, it was over the signature detector's 256 MiB bound and never read; held whole it would
+    cost 400 MiB. A sparse file on the host, so the test writes almost nothing to disk.
+    """
+    root = tmp_path / "root"
+    (root / "opt" / "bin").mkdir(parents=True)
+    tool = root / "opt" / "bin" / "bigtool"
+    with tool.open("wb") as handle:
+        handle.write(b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x02\x00\x3e\x00")  # ET_EXEC, x86-64
+        handle.seek(BIG - len(GET_CPUID_PROLOGUE))
+        handle.write(GET_CPUID_PROLOGUE)
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress",
+         "--format", "json", "-o", str(tmp_path / "out.json"), f"rootfs:{root}"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 1, done.stderr  # found
+    peak_mib = int(done.stderr.split()[-1]) / 1024
+    assert peak_mib < 120, f"peak {peak_mib:.0f} MiB for a {BIG >> 20} MiB file"
+    report = json.loads((tmp_path / "out.json").read_text())
+    [finding] = [f for f in report["images"][0]["findings"] if f["rule"] == "xz-get-cpuid-prologue"]
+    assert finding["evidence"]["offset"] == BIG - len(GET_CPUID_PROLOGUE)
+    assert finding["sha256"] == hashlib.sha256(tool.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("size", [0, 5])
+def test_tiny_pieces_at_the_start(size: int, implant_so: bytes) -> None:
+    assert findings_in_pieces(implant_so, [size] if size else []) == findings_in_pieces(implant_so, [])
