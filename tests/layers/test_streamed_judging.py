@@ -79,3 +79,33 @@ def test_a_file_larger_than_any_bound_is_scanned_in_flat_memory(tmp_path: Path) 
 @pytest.mark.parametrize("size", [0, 5])
 def test_tiny_pieces_at_the_start(size: int, implant_so: bytes) -> None:
     assert findings_in_pieces(implant_so, [size] if size else []) == findings_in_pieces(implant_so, [])
+
+
+def test_dynamic_facts_from_pieces_equal_those_from_the_whole_file(bookworm_root: Path) -> None:
+    """Every ELF file of a real Debian root, fed in odd-sized pieces, gives the facts parse_dynamic gives."""
+    from layerhound.detectors.elf_dynamic import ElfDynamicFacts, parse_dynamic
+
+    detector = ElfDynamicFacts()
+    compared = 0
+    for path in sorted(bookworm_root.glob("usr/*/**/*")):
+        if path.is_symlink() or not path.is_file() or path.stat().st_size < 64:
+            continue
+        data = path.read_bytes()
+        if data[:4] != b"\x7fELF":
+            continue
+        entry = Entry("/" + str(path.relative_to(bookworm_root)), EntryType.FILE, len(data), 0o755)
+        try:
+            whole = parse_dynamic(data)
+        except Exception as exc:  # the same error must come from the pieces
+            whole = {"error": type(exc).__name__}
+        scanner = detector.scanner(entry, data[:64])
+        try:
+            for at in range(0, len(data), 65_537):
+                scanner.feed(data[at : at + 65_537])
+            [fact] = scanner.finish("")
+            streamed = fact.data
+        except Exception as exc:
+            streamed = {"error": type(exc).__name__}
+        assert streamed == whole, entry.path
+        compared += 1
+    assert compared > 300

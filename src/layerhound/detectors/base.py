@@ -21,6 +21,11 @@ HEAD_SIZE = 64
 
 ELF_MAGIC = b"\x7fELF"
 
+HOLD_MAX = 64 * 1024 * 1024
+"""The largest file a detector holds whole in memory to parse it (``inspect``); a larger one is
+skipped for that detector and the layer notes it. Detectors that judge a stream (``scanner``)
+hold nothing and are bound by time instead. This is what keeps a walk's memory flat."""
+
 
 def is_elf(head: bytes) -> bool:
     """True when a file starts with the ELF magic."""
@@ -64,7 +69,7 @@ class Detector(ABC):
     """Stable identifier, used in the rules version and in cache keys."""
     version: ClassVar[int]
     """Bump whenever a change could alter this detector's findings."""
-    max_size: ClassVar[int] = 256 * 1024 * 1024
+    max_size: ClassVar[int] = HOLD_MAX
     """Files larger than this are not read for this detector; the layer notes it."""
 
     @abstractmethod

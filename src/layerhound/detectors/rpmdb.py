@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from layerhound.detectors import xz_versions
-from layerhound.detectors.base import Detector, Interest
+from layerhound.detectors.base import HOLD_MAX, Detector, Interest
 from layerhound.detectors.rpm_header import RpmHeaderError, parse_header
 from layerhound.detectors.rpm_storage import RpmDatabaseError, header_blobs
 from layerhound.detectors.xz_versions import Ecosystem
@@ -43,8 +43,8 @@ class RpmDbDetector(Detector):
     """Report installed rpm packages of xz, and flag the affected ones."""
 
     name = "rpmdb"
-    version = 1
-    max_size = 256 * 1024 * 1024
+    version = 2
+    max_size = HOLD_MAX
 
     def interest(self) -> Interest:
         return Interest(prefixes=tuple(directory + "/" for directory in sorted(RPM_DIRS)))

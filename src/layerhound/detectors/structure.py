@@ -53,7 +53,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from layerhound.detectors.base import ELF_MAGIC, Detector, Interest
+from layerhound.detectors.base import ELF_MAGIC, HOLD_MAX, Detector, Interest
 from layerhound.detectors.elf_dynamic import parse_dynamic
 from layerhound.detectors.elfscan import (
     ET_REL,
@@ -706,8 +706,8 @@ class StructureDetector(Detector):
     """Judge x86-64 ELF files by the structure of an IFUNC-resolver hook."""
 
     name = "ifunc-structure"
-    version = 1
-    max_size = 256 * 1024 * 1024
+    version = 2
+    max_size = HOLD_MAX
 
     def __init__(self) -> None:
         self._lite: Any = None
@@ -738,6 +738,7 @@ class StructureDetector(Detector):
             "high_score": HIGH_SCORE,
             "eh_frame_gap_min": EH_FRAME_GAP_MIN,
             "bounds": {
+                "max_size": self.max_size,
                 "max_resolvers": MAX_RESOLVERS,
                 "resolver_insns": RESOLVER_INSNS,
                 "func_insns": FUNC_INSNS,

@@ -29,6 +29,7 @@ run that spans chunks), and skipped data is never copied at all.
 from __future__ import annotations
 
 import enum
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -126,7 +127,12 @@ class ChunkInput:
             self._pos += n
             self.offset += n
             return out
-        return b"".join(list(self.slices(n)))
+        # Spanning chunks: written into a BytesIO as they pass, so each chunk is let go once copied
+        # (a join would keep all of them alive next to the result: twice a large file).
+        sink = io.BytesIO()
+        for piece in self.slices(n):
+            sink.write(piece)
+        return sink.getvalue()
 
     def skip(self, n: int) -> int:
         """Drop up to ``n`` bytes; how many there were."""

@@ -28,13 +28,15 @@ import dataclasses
 import hashlib
 import json
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
+from functools import partial
 from typing import Protocol
 
-from layerhound.detectors.base import HEAD_SIZE, Detector, Interest, is_elf
+from layerhound.detectors.base import HEAD_SIZE, Detector, Interest, Scanner, is_elf
 from layerhound.layers import archives
 from layerhound.layers.archives import ARCHIVE_ERRORS, PEEK_SIZE, ArchiveLimit, Candidate, Scope
+from layerhound.layers.heap import bound_heap
 from layerhound.layers.layer import Layer, describe
 from layerhound.model import Entry, EntryType, Fact, Finding, LayerResult
 
@@ -75,6 +77,7 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
     malformed ELF must not hide the rest of the layer. Likewise a corrupt or
     oversized archive in the layer is a note in the stats, never an error.
     """
+    bound_heap()
     walk = _LayerWalk(layer, detectors)
     result = walk.result
     stats = result.stats
@@ -188,32 +191,16 @@ class _LayerWalk:
             stats.archive_members_read += 1
         scanners = {detector.name: detector.scanner(entry, detector_head) for detector in fitting}
         holding = candidate is not None or None in scanners.values()
-        # Held whole only when a detector parses it or it is an archive to open; else it passes in pieces.
-        data = member.read() if holding else b""
-        hasher = hashlib.sha256(data)
-        live = {detector_name: scanner for detector_name, scanner in scanners.items() if scanner is not None}
-        for piece in (data,) if holding else member.chunks():
-            if not holding:
-                hasher.update(piece)
-            for detector_name, scanner in list(live.items()):
-                try:
-                    scanner.feed(piece)
-                except Exception as exc:  # any detector failure is reported, see walk_layer
-                    self._detector_failed(detector_name, where, exc)
-                    del live[detector_name]
-        sha256 = hasher.hexdigest()
+        if holding:  # a detector parses it, or it is an archive to open: every detector gets it whole
+            data = member.read()
+            sha256 = hashlib.sha256(data).hexdigest()
+            results = {d.name: self._attempt(d.name, where, partial(d.inspect_hashed, entry, data, sha256))
+                       for d in fitting}
+        else:  # it passes in pieces, and only the scanners' state is kept
+            data = b""
+            sha256, results = self._stream(member, where, scanners)
         for detector in fitting:
-            try:
-                if detector.name in live:
-                    found = list(live[detector.name].finish(sha256))
-                elif scanners[detector.name] is None:
-                    found = list(detector.inspect_hashed(entry, data, sha256))
-                else:
-                    continue  # its scanner failed on a piece: recorded
-            except Exception as exc:  # any detector failure is reported, see walk_layer
-                self._detector_failed(detector.name, where, exc)
-                continue
-            for item in found:
+            for item in results.get(detector.name) or ():
                 self._keep(dataclasses.replace(item, detector=detector.name), sha256, scope, name)
         if candidate is not None:
             child = (
@@ -223,7 +210,34 @@ class _LayerWalk:
             )
             self._open(candidate, data, child, where)
 
-    def _detector_failed(self, detector: str, where: str, exc: Exception) -> None:
+    def _stream(
+        self, member: Judged, where: str, scanners: dict[str, Scanner | None]
+    ) -> tuple[str, dict[str, list[Finding | Fact] | None]]:
+        """Hash ``member`` and feed it to the scanners piece by piece; their results, by detector."""
+        hasher = hashlib.sha256()
+        live = {name: scanner for name, scanner in scanners.items() if scanner is not None}
+        for piece in member.chunks():
+            hasher.update(piece)
+            for name, scanner in list(live.items()):
+                try:
+                    scanner.feed(piece)
+                except Exception as exc:  # any detector failure is reported, never raised
+                    self._failed(name, where, exc)
+                    del live[name]  # not asked again for this file
+        sha256 = hasher.hexdigest()
+        return sha256, {name: self._attempt(name, where, partial(s.finish, sha256)) for name, s in live.items()}
+
+    def _attempt(
+        self, detector: str, where: str, call: Callable[[], Iterable[Finding | Fact]]
+    ) -> list[Finding | Fact] | None:
+        """``call()``'s results; None if it failed, which is recorded against the file (see walk_layer)."""
+        try:
+            return list(call())
+        except Exception as exc:  # any detector failure is reported, never raised
+            self._failed(detector, where, exc)
+            return None
+
+    def _failed(self, detector: str, where: str, exc: Exception) -> None:
         self.result.stats.detector_errors.append(f"{detector}: {where}: {describe(exc)}")
 
     def _keep(self, item: Finding | Fact, sha256: str, scope: Scope | None, name: str) -> None:
