@@ -1,7 +1,8 @@
 """The ``layerhound`` command line.
 
 Exit status (DESIGN.md): 0 when nothing is at or above ``--fail-on``, 1 when
-something is, 2 for a usage error or an image that could not be scanned.
+something is, 2 for a usage error, an image that could not be scanned, or a bug
+of ours (an internal error: one line on stderr, never Python's own exit 1).
 ``tags``: 0 when the list was printed (tags that could not be described
 completely are flagged, not fatal), 2 for a usage error or a registry failure.
 A user mistake prints one line on stderr, never a traceback.
@@ -60,6 +61,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("layerhound: interrupted", file=sys.stderr)
         return 130
+    except (Exception, RecursionError) as exc:  # a bug of ours: never Python's exit 1, which means "found"
+        where = _innermost(exc)
+        print(f"layerhound: internal error: {type(exc).__name__}: {str(exc)[:300]}{where} "
+              "(a bug of layerhound: please report it)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _innermost(exc: BaseException) -> str:
+    """`` at FILE:LINE`` of the frame that raised, so a report can name it without a traceback."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" at {tb.tb_frame.f_code.co_filename.rsplit('/layerhound/', 1)[-1]}:{tb.tb_lineno}" if tb else ""
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 
 from layerhound.errors import ReferenceError_, UsageError
 from layerhound.sources.refs import DOCKER, ENGINE_TRANSPORTS, Reference, parse_docker_name, parse_reference
+from layerhound.untrusted import JSON_ERRORS
 
 MAX_TARGET_FILE = 64 * 1024 * 1024
 """A --from file larger than this is refused (a cluster's pod list is a few MB)."""
@@ -114,7 +115,7 @@ def pod_targets(text: str, where: str = "the pod list") -> list[Target]:
     """Every container image of ``kubectl get pods -A -o json`` (a List of Pods, or one Pod)."""
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except JSON_ERRORS as exc:
         raise UsageError(f"--from: {where} is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise UsageError(f"--from: {where} is not a Kubernetes object")

@@ -32,6 +32,7 @@ import httpx
 
 from layerhound.errors import RegistryError
 from layerhound.registry.credentials import Credentials
+from layerhound.untrusted import JSON_ERRORS
 
 MIN_TOKEN_LIFETIME = 60
 """Seconds; the token spec says shorter (or missing) ``expires_in`` means 60."""
@@ -253,7 +254,7 @@ class Authenticator:
     def _parse(self, response: httpx.Response, realm: str) -> _Token:
         try:
             body = json.loads(response.content[:MAX_TOKEN_RESPONSE])
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except JSON_ERRORS:
             body = None
         if not isinstance(body, dict):
             raise RegistryError(f"the token service of {self.host} gave an answer that is not JSON", url=realm)

@@ -46,6 +46,7 @@ from layerhound.registry.credentials import DOCKER_HUB, Credentials
 from layerhound.registry.ratelimit import HostSlots, PullBudget
 from layerhound.registry.retry import RETRY_STATUSES, parse_retry_after
 from layerhound.registry.settings import RegistrySettings
+from layerhound.untrusted import JSON_ERRORS
 
 log = logging.getLogger(__name__)
 _E = TypeVar("_E", bound=BaseException)
@@ -304,7 +305,7 @@ class RegistryClient:
                 response, data = self._get_document(url, repository_scope(repository), {}, what)
             try:
                 body = json.loads(data)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except JSON_ERRORS:
                 raise RegistryError(f"{what}: the answer is not JSON", url=str(url)) from None
             page = body.get("tags") if isinstance(body, dict) else None
             if page is not None and not isinstance(page, list):
@@ -563,7 +564,7 @@ class RegistryClient:
                         break
                 text = body[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
                 parsed: Any = json.loads(text) if text.startswith("{") else None
-            except (httpx.HTTPError, json.JSONDecodeError):
+            except (httpx.HTTPError, ValueError, RecursionError):  # the transport, or JSON_ERRORS
                 parsed = None
             finally:
                 response.close()

@@ -40,6 +40,7 @@ from layerhound.errors import RegistryError, redact_url
 from layerhound.registry.client import DIGEST_RE, MAX_TAG_PAGES, ssl_context, url_join
 from layerhound.registry.retry import RETRY_STATUSES, parse_retry_after
 from layerhound.registry.settings import ENV_HUB_API, RegistrySettings
+from layerhound.untrusted import JSON_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ class HubClient:
             raise RegistryError(f"{what}: a page is larger than {MAX_PAGE_BYTES} bytes", url=str(url))
         try:
             body = json.loads(response.content)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except JSON_ERRORS:
             raise RegistryError(f"{what}: the answer is not JSON", url=str(url)) from None
         if not isinstance(body, dict):
             raise RegistryError(f"{what}: the answer is not a JSON object", url=str(url))
@@ -301,7 +302,7 @@ class HubClient:
                 body = json.loads(response.content[:MAX_ERROR_BODY])
                 if isinstance(body, dict):
                     detail = str(body.get("message") or body.get("detail") or "")[:200]
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except JSON_ERRORS:
                 pass
             message = f"the Docker Hub API answered {status} for {what}: {detail or response.reason_phrase}"
         return RegistryError(message, status=status, retryable=status >= 500, url=str(url))

@@ -20,6 +20,7 @@ from layerhound.errors import BlobError, ManifestError
 from layerhound.layers.layer import Layer, TarBlobLayer
 from layerhound.layers.ref import BlobSource
 from layerhound.layers.stream import CHUNK, VerifyingReader
+from layerhound.untrusted import JSON_ERRORS
 
 MAX_JSON_BLOB = 16 * 1024 * 1024
 """Manifests and configs larger than this are refused rather than parsed."""
@@ -104,7 +105,7 @@ def load_json(data: bytes, what: str) -> dict[str, Any]:
     """Parse a JSON object or raise ``ManifestError`` saying what was wrong."""
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except JSON_ERRORS as exc:
         raise ManifestError(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ManifestError(f"{what} is not a JSON object")

@@ -39,6 +39,7 @@ from layerhound.sources.oci_layout import (
     read_index,
 )
 from layerhound.sources.refs import DOCKER_ARCHIVE, Reference, normalize_name_tag
+from layerhound.untrusted import JSON_ERRORS
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -64,7 +65,7 @@ def _load_entries(data: bytes, archive: TarArchive) -> list[dict[str, Any]]:
     what = f"docker-archive: {archive.path}: manifest.json"
     try:
         entries = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except JSON_ERRORS as exc:
         raise ManifestError(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ManifestError(f"{what} is not a list of images")

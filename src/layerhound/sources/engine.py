@@ -228,7 +228,7 @@ def _message(response: http.client.HTTPResponse) -> str:
     body = response.read(64 * 1024)
     try:
         message = json.loads(body).get("message")
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):  # JSON_ERRORS, and a body that is no object
         message = None
     text = message if isinstance(message, str) else body.decode("utf-8", "replace")
     return " ".join(text.split())[:500] or response.reason

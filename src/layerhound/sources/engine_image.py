@@ -39,6 +39,7 @@ from layerhound.sources.engine import EngineClient, endpoint_for
 from layerhound.sources.manifest import DOCKER_LAYER
 from layerhound.sources.oci_layout import normalize_member
 from layerhound.sources.refs import ENGINE_TRANSPORTS, Reference
+from layerhound.untrusted import JSON_ERRORS
 
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 _TAR_MAGIC_OFFSET = 257
@@ -180,7 +181,7 @@ class EngineImage(StreamedImage):
         for digest, data in candidates:
             try:
                 value = json.loads(data)
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            except JSON_ERRORS:
                 continue
             rootfs = value.get("rootfs") if isinstance(value, dict) else None
             if isinstance(rootfs, dict) and rootfs.get("diff_ids") == self.diff_ids:

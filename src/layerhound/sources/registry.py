@@ -38,6 +38,7 @@ from layerhound.sources.manifest import (
     parse_platform,
 )
 from layerhound.sources.refs import Reference
+from layerhound.untrusted import JSON_ERRORS
 
 
 class RegistryBlobStore(BlobStore):
@@ -57,7 +58,7 @@ class RegistryBlobStore(BlobStore):
             self._manifest_digests.add(digest)
         try:
             doc = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except JSON_ERRORS:
             return
         children = doc.get("manifests") if isinstance(doc, dict) else None
         if isinstance(children, list):
