@@ -109,3 +109,68 @@ def test_dynamic_facts_from_pieces_equal_those_from_the_whole_file(bookworm_root
         assert streamed == whole, entry.path
         compared += 1
     assert compared > 300
+
+
+def peak_of_scan(reference: str, out: Path) -> tuple[int, float]:
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress",
+         "--format", "json", "-o", str(out), reference],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    return done.returncode, int(done.stderr.split()[-1]) / 1024
+
+
+ARCHIVE = 300 * 1024 * 1024
+
+
+def test_a_large_tarball_in_a_layer_is_opened_as_it_passes(tmp_path: Path, implant_so: bytes) -> None:
+    """A 300 MiB .tar.gz (over the 64 MiB an archive may be held) with the implant after its filler.
+
+    It used to be held whole (up to 512 MiB); now its members are judged as the layer streams by.
+    """
+    import gzip
+    import io
+    import tarfile
+
+    from tests.support.imagewriter import ImageSpec, Layer, write_oci
+
+    inner = io.BytesIO()
+    with gzip.GzipFile(fileobj=inner, mode="wb", compresslevel=1) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w|") as archive:
+        filler = tarfile.TarInfo("xz-5.6.1/filler.bin")
+        filler.size = ARCHIVE
+        archive.addfile(filler, io.BytesIO(bytes(ARCHIVE)))
+        lib = tarfile.TarInfo("xz-5.6.1/lib/liblzma.so.5.6.1")
+        lib.size = len(implant_so)
+        archive.addfile(lib, io.BytesIO(implant_so))
+    tarball = inner.getvalue()
+    write_oci(tmp_path / "layout", ImageSpec([Layer.files({"srv/dl/release.tar.gz": tarball})]), compression="zstd")
+    status, peak_mib = peak_of_scan(f"oci:{tmp_path / 'layout'}:latest", tmp_path / "out.json")
+    assert status == 1
+    assert peak_mib < 120, f"peak {peak_mib:.0f} MiB"
+    report = json.loads((tmp_path / "out.json").read_text())
+    inside = [f for f in report["images"][0]["findings"] if f["kind"] == "archive"]
+    assert inside and {f["path"] for f in inside} == {"/srv/dl/release.tar.gz"}
+    assert {f["sha256"] for f in inside} == {hashlib.sha256(tarball).hexdigest()}
+    assert {f["evidence"]["member"] for f in inside} == {"xz-5.6.1/lib/liblzma.so.5.6.1"}
+
+
+def test_a_large_zip_on_the_host_is_opened_where_it_lies(tmp_path: Path, implant_so: bytes) -> None:
+    """A 300 MiB zip of stored members on the host: read with pread as its members are reached, never held."""
+    import zipfile
+
+    root = tmp_path / "root"
+    (root / "opt").mkdir(parents=True)
+    bundle = root / "opt" / "bundle.zip"
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED) as archive:
+        with archive.open("data/filler.bin", "w", force_zip64=True) as member:
+            block = bytes(1 << 20)
+            for _ in range(ARCHIVE >> 20):
+                member.write(block)
+        archive.writestr("native/liblzma.so.5", implant_so)
+    status, peak_mib = peak_of_scan(f"rootfs:{root}", tmp_path / "out.json")
+    assert status == 1
+    assert peak_mib < 120, f"peak {peak_mib:.0f} MiB"
+    report = json.loads((tmp_path / "out.json").read_text())
+    inside = [f for f in report["images"][0]["findings"] if f["kind"] == "archive"]
+    assert inside and {f["sha256"] for f in inside} == {hashlib.sha256(bundle.read_bytes()).hexdigest()}

@@ -42,10 +42,11 @@ import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from isal import igzip
 
+from layerhound.layers.fileview import FileView
 from layerhound.layers.layer import TAR_ERRORS, header_entry, image_path
 from layerhound.layers.stream import (
     BZIP2_MAGIC,
@@ -60,8 +61,12 @@ from layerhound.layers.stream import (
 from layerhound.layers.tarstream import BLOCK, TarReader, checksum_matches
 from layerhound.model import Entry, EntryType, Finding, Indicates, Kind
 
-ARCHIVE_MAX_SIZE = 512 * 1024 * 1024
-"""An archive file larger than this is not opened (it would be held in memory); reported."""
+ARCHIVE_MAX_SIZE = 64 * 1024 * 1024
+"""A zip read from a layer stream is held whole to be opened (its directory is at its end);
+a larger one is not opened, and that is reported. The streamed formats (tar, deb, rpm) and a
+zip on the host (read where it lies) are bounded by the budget only (``MAX_BYTES``, ``MAX_MEMBERS``)."""
+STREAMED = frozenset({"tar", "deb", "rpm"})
+"""Formats read front to back as the file passes, never held."""
 MAX_DEPTH = 3
 """Archives inside archives are opened down to this many levels (a file of the
 layer is level 1); a deeper one is judged as a file but not opened; reported."""
@@ -274,6 +279,10 @@ class ArchiveMember:
         return self._buffer
 
 
+    def random_access(self) -> FileView | None:
+        """Members are read as streams only."""
+        return None
+
     def chunks(self) -> Iterator[bytes]:
         """The whole content in pieces of at most ``CHUNK`` bytes, none of it kept (see ``layer.Member``)."""
         if self._buffer:
@@ -326,9 +335,13 @@ def _buffered(view: memoryview) -> io.BufferedReader:
 
 def decompressed(view: memoryview) -> tuple[ByteStream, str]:
     """A stream of ``view`` decompressed by its magic bytes (or as is)."""
-    head = bytes(view[:8])
+    return decompressed_stream(_buffered(view))
+
+
+def decompressed_stream(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
+    """``raw`` decompressed by its magic bytes (or as is)."""
+    head = raw.peek(8)[:8]
     compression = _compression(head)
-    raw = _buffered(view)
     stream: ByteStream
     if compression == "gzip":
         stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
@@ -362,6 +375,132 @@ def members(candidate: Candidate, data: bytes) -> Members | None:
     if candidate.format is Format.ZIP:
         return _zip_members(view)
     return _tar_members(view)
+
+
+def stream_members(candidate: Candidate, raw: io.BufferedReader[Any]) -> Members | None:
+    """The members of a tar, deb or rpm read front to back from ``raw``; None if it is no archive after all.
+
+    Nothing is held: a member's data is read from the stream when it is judged and skipped otherwise.
+    """
+    if candidate.format is Format.TAR and not candidate.certain and not candidate.named:
+        try:
+            start = _read_up_to(decompressed_stream(io.BufferedReader(_Peeked(raw.peek(64 * 1024)), CHUNK))[0],
+                                PEEK_SIZE)
+        except ARCHIVE_ERRORS:
+            return None
+        if not _is_tar_header(start):
+            return None
+    if candidate.format is Format.DEB:
+        return _deb_stream_members(raw)
+    if candidate.format is Format.RPM:
+        return _rpm_stream_members(raw)
+    if candidate.format is Format.TAR:
+        return _tar_stream_members(decompressed_stream(raw)[0])
+    raise ValueError(f"{candidate.format.value} is not read as a stream")
+
+
+class _Peeked(io.RawIOBase):
+    """The bytes of a peek as a stream of their own (to decide an undecided compressed tar)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), len(self._data))
+        buffer[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
+class _Limited(io.RawIOBase):
+    """Exactly ``size`` bytes of ``stream`` (an ar member), as a raw stream; short input is an error."""
+
+    def __init__(self, stream: ByteStream, size: int, what: str) -> None:
+        self._stream = stream
+        self.left = size
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        if n == 0:
+            return 0
+        data = self._stream.read(n)
+        if not data:
+            raise ArchiveError(f"truncated {self._what}")
+        buffer[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+
+def _skip(stream: ByteStream, n: int, what: str) -> None:
+    while n > 0:
+        data = stream.read(min(n, CHUNK))
+        if not data:
+            raise ArchiveError(f"truncated {what}")
+        n -= len(data)
+
+
+def _deb_stream_members(raw: io.BufferedReader[Any]) -> Members:
+    """``_deb_members`` front to back: ar headers read, control.tar skipped, data.tar streamed."""
+    if _read_up_to(raw, len(AR_MAGIC)) != AR_MAGIC:
+        raise ArchiveError("not an ar archive (no !<arch> magic)")
+    seen_binary = False
+    while True:
+        header = _read_up_to(raw, 60)
+        if len(header) <= 1:
+            raise ArchiveError("not a deb: no data.tar member")
+        if len(header) < 60 or header[58:60] != b"`\n":
+            raise ArchiveError("bad or truncated ar member header")
+        name = header[:16].decode("ascii", "replace").rstrip(" ").rstrip("/")
+        try:
+            size = int(header[48:58].decode("ascii").strip() or "-1")
+        except ValueError as exc:
+            raise ArchiveError(f"bad ar member size of {name}") from exc
+        if size < 0:
+            raise ArchiveError(f"bad ar member size of {name}")
+        if name == "debian-binary":
+            if size > 64 or not _read_exact(raw, size, "debian-binary").startswith(b"2."):
+                raise ArchiveError("unsupported deb format version")
+            seen_binary = True
+        elif name.startswith("data.tar"):
+            if not seen_binary:
+                raise ArchiveError("not a deb: data.tar before debian-binary")
+            body = io.BufferedReader(_Limited(raw, size, f"ar member {name}"), CHUNK)
+            yield from _tar_stream_members(decompressed_stream(body)[0])
+            return
+        else:
+            _skip(raw, size, f"ar member {name}")
+        _skip(raw, size & 1, "ar padding")
+
+
+def _rpm_stream_members(raw: io.BufferedReader[Any]) -> Members:
+    """``_rpm_members`` front to back: the lead and both headers skipped by their counts."""
+    lead = _read_up_to(raw, RPM_LEAD_SIZE)
+    if lead[:4] != RPM_MAGIC or len(lead) < RPM_LEAD_SIZE:
+        raise ArchiveError("not an rpm (no lead magic)")
+    position = RPM_LEAD_SIZE
+    for what in ("signature", "main"):
+        intro = _read_up_to(raw, 16)
+        if len(intro) < 16:
+            raise ArchiveError(f"truncated rpm {what} header")
+        if intro[:4] != RPM_HEADER_MAGIC:
+            raise ArchiveError(f"bad rpm {what} header magic")
+        count, size = struct.unpack(">II", intro[8:16])
+        if count > RPM_MAX_TAGS or size > RPM_MAX_DATA:
+            raise ArchiveError(f"implausible rpm {what} header ({count} tags, {size} bytes)")
+        length = 16 * count + size
+        position += 16 + length
+        if what == "signature":
+            length += -position % 8
+            position += -position % 8
+        _skip(raw, length, f"rpm {what} header")
+    yield from _cpio_members(decompressed_stream(raw)[0])
 
 
 def _looks_like_tar(view: memoryview) -> bool:
@@ -550,6 +689,11 @@ _ZIP_CENTRAL_ENTRY = struct.Struct("<4s6H3I5H2I")
 _ZIP_METHODS = {0: "stored", 8: "deflate", 12: "bzip2", 14: "lzma"}
 ZIP_HEAD_INPUT = 4096
 """Compressed bytes inflated to peek at a zip member's first ``PEEK_SIZE`` bytes."""
+
+
+def zip_members_at(view: FileView) -> Members:
+    """The members of a zip on the host, read where it lies."""
+    return _zip_members(cast(memoryview, view))
 
 
 def _zip_directory(view: memoryview) -> tuple[int, int, int]:
@@ -846,7 +990,7 @@ def finding_inside(finding: Finding, scope: Scope, member: str, member_sha256: s
 
 # ---------------------------------------------------------------- versioning
 
-VERSION = 1
+VERSION = 2
 """Bump whenever a change here or in the walker could alter what a layer's
 walk yields from inside archives (formats, recognition, bounds, meaning)."""
 
@@ -862,6 +1006,7 @@ def rule_tables() -> dict[str, Any]:
         "formats": [fmt.value for fmt in Format],
         "names": [suffix for suffix, _ in NAME_SUFFIXES],
         "max_size": ARCHIVE_MAX_SIZE,
+        "streamed": sorted(STREAMED),
         "max_depth": MAX_DEPTH,
         "max_bytes": MAX_BYTES,
         "max_members": MAX_MEMBERS,

@@ -24,6 +24,7 @@ from typing import BinaryIO
 import zstandard
 
 from layerhound.errors import BlobError, CorruptLayer, DigestMismatch, SourceError
+from layerhound.layers.fileview import FileView
 from layerhound.layers.ref import BlobSource, LayerRef
 from layerhound.layers.stream import (
     CHUNK,
@@ -97,6 +98,16 @@ class Member:
             self._buffer += self._read(-1)
         self._fileobj = None
         return self._buffer
+
+    def random_access(self) -> FileView | None:
+        """The file where it lies, for a host file (``rootfs:``, ``file:``); None for a tar member."""
+        fileno = getattr(self._fileobj, "fileno", None)
+        if fileno is None:
+            return None
+        try:
+            return FileView(fileno(), 0, self.entry.size)
+        except (OSError, ValueError):
+            return None
 
     def chunks(self) -> Iterator[bytes]:
         """The whole content in pieces of at most ``CHUNK`` bytes, none of it kept: for files no

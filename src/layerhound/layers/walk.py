@@ -26,18 +26,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import posixpath
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from layerhound.detectors.base import HEAD_SIZE, Detector, Interest, Scanner, is_elf
 from layerhound.layers import archives
-from layerhound.layers.archives import ARCHIVE_ERRORS, PEEK_SIZE, ArchiveLimit, Candidate, Scope
+from layerhound.layers.archives import ARCHIVE_ERRORS, PEEK_SIZE, ArchiveLimit, Candidate, Members, Scope
+from layerhound.layers.fileview import FileView
 from layerhound.layers.heap import bound_heap
 from layerhound.layers.layer import Layer, describe
+from layerhound.layers.stream import CHUNK
 from layerhound.model import Entry, EntryType, Fact, Finding, LayerResult
 
 WHITEOUT_PREFIX = ".wh."
@@ -67,6 +70,8 @@ class Judged(Protocol):
     def read(self) -> bytes: ...
 
     def chunks(self) -> Iterator[bytes]: ...
+
+    def random_access(self) -> FileView | None: ...
 
 
 def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
@@ -182,7 +187,7 @@ class _LayerWalk:
         fitting = [d for d in wanted if entry.size <= d.max_size]
         if len(fitting) < len(wanted):
             stats.skipped_oversize.append(where)
-        candidate = self._archive_to_open(entry, head, scope, where)
+        candidate = self._archive_to_open(member, head, scope, where)
         if not fitting and candidate is None:
             return
         if scope is None:
@@ -190,42 +195,55 @@ class _LayerWalk:
         else:
             stats.archive_members_read += 1
         scanners = {detector.name: detector.scanner(entry, detector_head) for detector in fitting}
-        holding = candidate is not None or None in scanners.values()
-        if holding:  # a detector parses it, or it is an archive to open: every detector gets it whole
+        parsed = None in scanners.values()  # some detector parses it: every detector gets it whole
+        fmt = candidate.format if candidate is not None else None
+        streamed = fmt is not None and fmt.value in archives.STREAMED and not parsed
+        in_place = member.random_access() if fmt is archives.Format.ZIP and not parsed else None
+        if parsed or (candidate is not None and not streamed and in_place is None):
             data = member.read()
             sha256 = hashlib.sha256(data).hexdigest()
             results = {d.name: self._attempt(d.name, where, partial(d.inspect_hashed, entry, data, sha256))
                        for d in fitting}
-        else:  # it passes in pieces, and only the scanners' state is kept
-            data = b""
-            sha256, results = self._stream(member, where, scanners)
+            self._keep_all(fitting, results, sha256, scope, name)
+            if candidate is not None:
+                child = self._child(scope, name, entry, sha256, candidate)
+                self._open(candidate, partial(archives.members, candidate, data), child, where)
+            return
+        pieces = _FileScan(self, where, scanners)
+        if candidate is None or in_place is not None:  # hashed and scanned as it passes
+            for piece in member.chunks():
+                pieces.feed(piece)
+            sha256, results = pieces.finish()
+            self._keep_all(fitting, results, sha256, scope, name)
+            if candidate is not None and in_place is not None:  # a zip on the host, opened where it lies
+                self._open(candidate, partial(archives.zip_members_at, in_place),
+                           self._child(scope, name, entry, sha256, candidate), where)
+            return
+        # A tar, deb or rpm: opened as it passes, while it is hashed and scanned. Its sha256 (which
+        # the findings of its members name) is known at its end; the file's own results go first.
+        tee = _Tee(member.chunks(), pieces.feed)
+        mark = len(self.result.findings)
+        self._open(candidate, partial(archives.stream_members, candidate, io.BufferedReader(tee, CHUNK)),
+                   self._child(scope, name, entry, _PENDING, candidate), where)
+        tee.drain()
+        sha256, results = pieces.finish()
+        inside = self.result.findings[mark:]
+        if scope is None:  # the file of the layer: its members' findings name it (nested ones too)
+            inside = [dataclasses.replace(f, sha256=sha256) if f.sha256 == _PENDING else f for f in inside]
+        del self.result.findings[mark:]
+        self._keep_all(fitting, results, sha256, scope, name)
+        self.result.findings.extend(inside)
+
+    def _child(self, scope: Scope | None, name: str, entry: Entry, sha256: str, candidate: Candidate) -> Scope:
+        if scope is None:
+            return archives.outer_scope(entry.path, sha256, candidate.format)
+        return scope.nested(name, candidate.format)
+
+    def _keep_all(self, fitting: Sequence[Detector], results: dict[str, list[Finding | Fact] | None], sha256: str,
+                  scope: Scope | None, name: str) -> None:
         for detector in fitting:
             for item in results.get(detector.name) or ():
                 self._keep(dataclasses.replace(item, detector=detector.name), sha256, scope, name)
-        if candidate is not None:
-            child = (
-                archives.outer_scope(entry.path, sha256, candidate.format)
-                if scope is None
-                else scope.nested(name, candidate.format)
-            )
-            self._open(candidate, data, child, where)
-
-    def _stream(
-        self, member: Judged, where: str, scanners: dict[str, Scanner | None]
-    ) -> tuple[str, dict[str, list[Finding | Fact] | None]]:
-        """Hash ``member`` and feed it to the scanners piece by piece; their results, by detector."""
-        hasher = hashlib.sha256()
-        live = {name: scanner for name, scanner in scanners.items() if scanner is not None}
-        for piece in member.chunks():
-            hasher.update(piece)
-            for name, scanner in list(live.items()):
-                try:
-                    scanner.feed(piece)
-                except Exception as exc:  # any detector failure is reported, never raised
-                    self._failed(name, where, exc)
-                    del live[name]  # not asked again for this file
-        sha256 = hasher.hexdigest()
-        return sha256, {name: self._attempt(name, where, partial(s.finish, sha256)) for name, s in live.items()}
 
     def _attempt(
         self, detector: str, where: str, call: Callable[[], Iterable[Finding | Fact]]
@@ -253,8 +271,9 @@ class _LayerWalk:
         if finding is not None:
             self.result.findings.append(finding)
 
-    def _archive_to_open(self, entry: Entry, head: bytes, scope: Scope | None, where: str) -> Candidate | None:
-        """The archive ``entry`` is, if it is one and may be opened; notes a bound it exceeds."""
+    def _archive_to_open(self, member: Judged, head: bytes, scope: Scope | None, where: str) -> Candidate | None:
+        """The archive ``member`` is, if it is one and may be opened; notes a bound it exceeds."""
+        entry = member.entry
         candidate = archives.sniff(entry.path, head, entry.size)
         if candidate is None:
             return None
@@ -269,7 +288,8 @@ class _LayerWalk:
                     f"{archives.MAX_DEPTH} levels, not opened"
                 )
             return None
-        if entry.size > archives.ARCHIVE_MAX_SIZE:
+        held = candidate.format.value not in archives.STREAMED and member.random_access() is None
+        if held and entry.size > archives.ARCHIVE_MAX_SIZE:
             if noteworthy:
                 self._note(
                     f"{where}: {candidate.format.value} archive of {entry.size} bytes is over the "
@@ -278,12 +298,12 @@ class _LayerWalk:
             return None
         return candidate
 
-    def _open(self, candidate: Candidate, data: bytes, scope: Scope, where: str) -> None:
-        """Judge every member of the archive ``data``; report what stops it."""
+    def _open(self, candidate: Candidate, members: Callable[[], Members | None], scope: Scope, where: str) -> None:
+        """Judge every member of the archive ``members()`` reads; report what stops it."""
         stats = self.result.stats
         kind = candidate.format.value
         try:
-            found = archives.members(candidate, data)
+            found = members()
             if found is None:
                 return  # a compressed file that is not a tarball
             stats.archives += 1
@@ -309,3 +329,61 @@ class _LayerWalk:
 
     def _note(self, note: str) -> None:
         self.result.stats.archive_notes.append(note)
+
+
+_PENDING = "(sha256 pending)"
+"""The sha256 a streamed archive's member findings carry until the archive's end is read."""
+
+
+class _FileScan:
+    """One file read in pieces: its sha256 and the detectors' scanners, fed as the pieces pass."""
+
+    def __init__(self, walk: _LayerWalk, where: str, scanners: dict[str, Scanner | None]) -> None:
+        self._walk = walk
+        self._where = where
+        self._hasher = hashlib.sha256()
+        self._live = {name: scanner for name, scanner in scanners.items() if scanner is not None}
+
+    def feed(self, piece: bytes) -> None:
+        self._hasher.update(piece)
+        for name, scanner in list(self._live.items()):
+            try:
+                scanner.feed(piece)
+            except Exception as exc:  # any detector failure is reported, never raised
+                self._walk._failed(name, self._where, exc)
+                del self._live[name]  # not asked again for this file
+
+    def finish(self) -> tuple[str, dict[str, list[Finding | Fact] | None]]:
+        sha256 = self._hasher.hexdigest()
+        return sha256, {name: self._walk._attempt(name, self._where, partial(scanner.finish, sha256))
+                        for name, scanner in self._live.items()}
+
+
+class _Tee(io.RawIOBase):
+    """A file's pieces as a stream for an archive reader, each piece also handed to ``feed`` once."""
+
+    def __init__(self, pieces: Iterator[bytes], feed: Callable[[bytes], None]) -> None:
+        self._pieces = pieces
+        self._feed = feed
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            piece = next(self._pieces, b"")
+            if not piece:
+                return 0
+            self._feed(piece)
+            self._pending = memoryview(piece)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def drain(self) -> None:
+        """The rest of the file, after whatever the archive reader stopped at, still hashed and scanned."""
+        self._pending = memoryview(b"")
+        for piece in self._pieces:
+            self._feed(piece)
