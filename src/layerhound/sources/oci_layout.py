@@ -23,6 +23,7 @@ from layerhound.layers.layer import describe
 from layerhound.layers.ref import BlobKind, BlobSource
 from layerhound.layers.stream import sniff_compression
 from layerhound.sources.base import MAX_JSON_BLOB, BlobStore, Image, load_json
+from layerhound.sources.hostfile import open_regular, read_regular
 from layerhound.sources.manifest import (
     CONTAINERD_NAME,
     REF_NAME,
@@ -85,7 +86,7 @@ class DirectoryBlobStore(BlobStore):
     def open(self, digest: str) -> AbstractContextManager[BinaryIO]:
         path = self.root / blob_path(digest)
         try:
-            return open(path, "rb")
+            return open_regular(path, f"oci:{self.root}: blob {digest}", self.root)
         except FileNotFoundError as exc:
             raise BlobError(f"blob {digest} is missing from {self.root}") from exc
         except OSError as exc:
@@ -118,6 +119,10 @@ class TarArchive:
         if path.is_dir():
             hint = " (use oci: for a layout directory)" if transport == OCI_ARCHIVE else ""
             raise SourceError(f"{transport}: {path} is a directory, not a tar file{hint}")
+        try:
+            open_regular(path, transport).close()  # a FIFO or device is refused before tarfile blocks on it
+        except OSError as exc:
+            raise SourceError(f"{transport}: cannot read {path}: {exc.strerror}") from exc
         self._mode = self._sniff_mode()
         self.members: dict[str, tarfile.TarInfo] = {}
         try:
@@ -246,9 +251,7 @@ class DirectoryLayout(Layout):
     def read_file(self, name: str) -> bytes | None:
         path = self.root / name
         try:
-            if path.stat().st_size > MAX_JSON_BLOB:
-                raise ManifestError(f"{self.location}: {name} is larger than {MAX_JSON_BLOB} bytes")
-            return path.read_bytes()
+            return read_regular(path, self.location, MAX_JSON_BLOB, self.root)
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -19,6 +19,7 @@ from typing import BinaryIO
 from layerhound.errors import BlobError, SourceError
 from layerhound.layers.ref import BlobSource
 from layerhound.sources.base import MAX_JSON_BLOB, BlobStore, Image, load_json
+from layerhound.sources.hostfile import open_regular, read_regular
 from layerhound.sources.manifest import classify, images_from_descriptors
 from layerhound.sources.refs import DIR, Reference
 
@@ -38,9 +39,7 @@ class SkopeoDirStore(BlobStore):
         if self._root_manifest is None:
             path = self.root / "manifest.json"
             try:
-                if path.stat().st_size > MAX_JSON_BLOB:
-                    raise SourceError(f"dir:{self.root}: manifest.json is larger than {MAX_JSON_BLOB} bytes")
-                data = path.read_bytes()
+                data = read_regular(path, f"dir:{self.root}", MAX_JSON_BLOB, self.root)
             except FileNotFoundError:
                 raise SourceError(f"dir:{self.root} has no manifest.json: not a skopeo directory") from None
             except OSError as exc:
@@ -56,10 +55,10 @@ class SkopeoDirStore(BlobStore):
         if match is None:
             raise BlobError(f"refusing blob digest {digest!r}: a skopeo directory names blobs by sha256")
         if self._root_manifest is not None and digest == self._root_manifest[0]:
-            return open(self.root / "manifest.json", "rb")
+            return open_regular(self.root / "manifest.json", f"dir:{self.root}", self.root)
         for name in (match.group(1), f"{match.group(1)}.manifest.json"):
             try:
-                return open(self.root / name, "rb")
+                return open_regular(self.root / name, f"dir:{self.root}", self.root)
             except FileNotFoundError:
                 continue
             except OSError as exc:
