@@ -52,3 +52,39 @@ def test_an_archive_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
     assert run.status == 2
     assert run.stderr.count("is a FIFO, not a regular file; refused") + sum(
         "is a FIFO" in (image.get("error") or "") for image in run.images) >= 2, run.stderr
+
+
+def _put_blob(root: Path, data: bytes) -> str:
+    import hashlib
+
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    blob_file(root, digest).write_bytes(data)
+    return digest
+
+
+@pytest.mark.parametrize("child", ["empty-index", "attestation-only"])
+def test_an_index_with_no_image_in_it_is_an_error_not_clean(tmp_path: Path, child: str) -> None:
+    import json
+
+    root, _ = layout(tmp_path)
+    if child == "empty-index":
+        body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": []}).encode()
+        descriptor = {"mediaType": "application/vnd.oci.image.index.v1+json"}
+    else:
+        index = json.loads((root / "index.json").read_text())
+        image = index["manifests"][0]
+        body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": [{**{k: image[k] for k in ("mediaType", "digest", "size")},
+                                          "platform": {"os": "unknown", "architecture": "unknown"},
+                                          "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                                                          "vnd.docker.reference.digest": image["digest"]}}]}).encode()
+        descriptor = {"mediaType": "application/vnd.oci.image.index.v1+json"}
+    digest = _put_blob(root, body)
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {**descriptor, "digest": digest, "size": len(body),
+         "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}))
+    run = scan_json("--no-cache", f"oci:{root}:latest", timeout=60)
+    assert run.status == 2, (run.status, run.stderr)
+    message = run.images[0]["error"] if run.images else run.stderr
+    assert "holds no image" in message, message

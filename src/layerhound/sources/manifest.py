@@ -258,8 +258,13 @@ def select_platform(images: Sequence[Image], platform: str) -> list[Image]:
 
     Images whose platform cannot be told (host sources, a config without os
     and architecture) are kept: a filter must not silently hide an image.
-    When nothing matches, ``SourceError`` lists the platforms there are.
+    When nothing matches, ``SourceError`` lists the platforms there are; a reference
+    with no image at all is a ``ManifestError``.
     """
+    if not images:
+        # An index of empty indexes, or of attestations only: reporting nothing would read as clean.
+        raise ManifestError("the reference holds no image (its index lists no image manifest, only empty "
+                            "indexes or attestations)")
     wanted = parse_platform(platform)
     if wanted is None:
         return list(images)
