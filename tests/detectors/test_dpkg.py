@@ -168,3 +168,33 @@ def test_real_status_file_of_this_machine_is_clean() -> None:
     text = status.read_text(encoding="utf-8", errors="replace")
     assert "Package: liblzma5" in text
     assert run(STATUS, text) == []
+
+
+def test_a_status_file_read_in_pieces_judges_what_the_whole_file_does(bookworm_root: Path) -> None:
+    real = (bookworm_root / "var/lib/dpkg/status").read_text()
+    text = "\n".join([real.rstrip("\n") + "\n", stanza("liblzma5", "5.6.1-1", source="xz-utils"),
+                      stanza("xz-utils", "5.6.0-0.2")])
+    data = text.encode()
+    entry = Entry(STATUS, EntryType.FILE, len(data), 0o644)
+    whole = list(DpkgDetector().inspect(entry, data))
+    assert sum(isinstance(item, Finding) for item in whole) == 2
+    for size in (1, 2, 97, 4096, 65_536):
+        scanner = DpkgDetector().scanner(entry, data[:64])
+        for at in range(0, len(data), size):
+            scanner.feed(data[at : at + size])
+        assert list(scanner.finish("")) == whole, size
+
+
+def test_padding_the_status_file_past_any_bound_hides_nothing() -> None:
+    """Before, a status file over 64 MiB was not read at all: padding hid an affected claim."""
+    padding = "\n".join(stanza(f"pad{i}", "1.0") for i in range(2000)) + "\n"
+    huge = stanza("liblzma5", "5.6.1-1", source="xz-utils") + (" " + "y" * 100 + "\n") * 20_000
+    # ~70 MB of stanzas, then one of 2 MB (over the 1 MiB a stanza is held whole), then one more
+    data = (padding * 250 + huge + "\n" + stanza("xz-utils", "5.6.0-0.2")).encode()
+    assert len(data) > 64 * 1024 * 1024  # the old bound
+    entry = Entry(STATUS, EntryType.FILE, len(data), 0o644)
+    scanner = DpkgDetector().scanner(entry, data[:64])
+    for at in range(0, len(data), 1 << 20):
+        scanner.feed(data[at : at + (1 << 20)])
+    found = [item for item in scanner.finish("") if isinstance(item, Finding)]
+    assert sorted(f.evidence["package"] for f in found) == ["liblzma5", "xz-utils"]

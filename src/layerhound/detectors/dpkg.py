@@ -44,8 +44,9 @@ class DpkgDetector(Detector):
     """Report installed dpkg packages of source xz-utils, and flag the affected ones."""
 
     name = "dpkg"
-    version = 2
-    max_size = 64 * 1024 * 1024
+    version = 3
+    max_size = 4 * 1024 * 1024 * 1024
+    """Read as a stream, one stanza held at a time: padding the file cannot push a stanza past a bound."""
 
     def interest(self) -> Interest:
         return Interest(paths=frozenset({STATUS_FILE}), prefixes=(STATUS_DIR + "/",))
@@ -57,19 +58,78 @@ class DpkgDetector(Detector):
         return directory == STATUS_DIR and not base.endswith(".md5sums")
 
     def inspect(self, entry: Entry, data: bytes) -> Iterator[Finding | Fact]:
-        from debian.deb822 import Deb822  # python-debian loads with the first status file, not at start-up
+        scanner = self.scanner(entry, data[:64])
+        scanner.feed(data)
+        yield from scanner.finish("")
 
-        text = data.decode("utf-8", errors="replace")
-        for stanza in Deb822.iter_paragraphs(text.splitlines(), fields=_FIELDS):
-            yield from _judge(stanza, entry.path)
+    def scanner(self, entry: Entry, head: bytes) -> StatusScanner:
+        return StatusScanner(entry.path)
 
     def rule_tables(self) -> dict[str, Any]:
         """The data this detector's findings depend on, for the rules version."""
         return {
+            "max_stanza": MAX_STANZA,
             "affected": xz_versions.rule_table(Ecosystem.DPKG),
             "source": xz_versions.DEBIAN_SOURCE,
             "files_absent_states": sorted(FILES_ABSENT_STATES),
         }
+
+
+MAX_STANZA = 1024 * 1024
+"""Longest stanza held whole (real ones: a few KiB). Of a longer one, its first ``MAX_STANZA`` bytes
+are judged (the fields dpkg writes first: Package, Status, Version) and the rest is skipped to the
+next blank line."""
+
+
+_XZ_NAMES = tuple(sorted({name.encode() for name in xz_versions.package_names(Ecosystem.DPKG)}
+                          | {xz_versions.DEBIAN_SOURCE.encode()}))
+"""Every name that makes a stanza one of xz's (``xz_versions.is_xz_package``)."""
+
+
+class StatusScanner:
+    """A status file judged stanza by stanza as its pieces pass; one stanza is held at a time."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._pending = b""
+        self._skipping = False
+        self._results: list[Finding | Fact] = []
+
+    def feed(self, piece: bytes) -> None:
+        data = self._pending + piece
+        if self._skipping:
+            end = data.find(b"\n\n")
+            if end < 0:
+                self._pending = data[-1:]  # a "\n" that may start the separator
+                return
+            data, self._skipping = data[end + 2 :], False
+        cut = data.rfind(b"\n\n")
+        if cut >= 0:
+            self._judge(data[: cut + 1])
+            data = data[cut + 2 :]
+        if len(data) > MAX_STANZA:
+            self._judge(data[:MAX_STANZA])
+            self._pending, self._skipping = data[-1:], True
+        else:
+            self._pending = data
+
+    def finish(self, sha256: str) -> list[Finding | Fact]:
+        if self._pending and not self._skipping:
+            self._judge(self._pending)
+        self._pending = b""
+        return self._results
+
+    def _judge(self, stanzas: bytes) -> None:
+        from debian.deb822 import Deb822  # python-debian loads with the first status file, not at start-up
+
+        # Only stanzas that name one of xz's packages or its source can be judged anything: the
+        # others (all but a few of thousands) are not parsed at all.
+        relevant = [part for part in stanzas.split(b"\n\n") if any(name in part for name in _XZ_NAMES)]
+        if not relevant:
+            return
+        text = b"\n\n".join(relevant).decode("utf-8", errors="replace")
+        for stanza in Deb822.iter_paragraphs(text.splitlines(), fields=_FIELDS):
+            self._results.extend(_judge(stanza, self._path))
 
 
 def _judge(stanza: Deb822, path: str) -> list[Finding | Fact]:

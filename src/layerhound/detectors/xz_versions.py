@@ -605,6 +605,12 @@ def guess_rpm_distro(
     return None
 
 
+def package_names(ecosystem: Ecosystem | str) -> frozenset[str]:
+    """Every package name of xz that the table lists for ``ecosystem``."""
+    eco = Ecosystem(ecosystem)
+    return frozenset(name for row in TABLE if row.ecosystem is eco for name in row.packages)
+
+
 def is_xz_package(ecosystem: Ecosystem | str, name: str, source: str | None = None) -> bool:
     """Whether a package is one of xz's: by its source (package) name or its own name.
 
