@@ -20,7 +20,7 @@ from layerhound.crawl import run as crawl_run
 from layerhound.crawl.executor import TaskFuture
 from layerhound.crawl.run import Crawler
 from layerhound.crawl.targets import parse_target
-from layerhound.detectors.dpkg import DpkgDetector
+from layerhound.detectors.dpkg import DpkgDetector, StatusScanner
 from layerhound.model import Verdict
 from layerhound.registry.session import RegistrySession
 from layerhound.registry.settings import RegistrySettings
@@ -85,15 +85,15 @@ def test_a_layer_whose_result_cannot_be_stored_whole_still_serves_every_image(
     base = Layer.files({"/var/lib/dpkg/status": AFFECTED, "/etc/broken": "x\n"})
     for n in range(3):
         write_oci(layout, ImageSpec([base, Layer.files({f"/opt/{n}": f"{n}\n"})]), tag=f"t{n}")
-    original = DpkgDetector.inspect
+    original = StatusScanner.finish
 
-    def failing(self: DpkgDetector, entry: Any, data: bytes) -> Any:
-        if entry.path == "/var/lib/dpkg/status":
+    def failing(self: StatusScanner, sha256: str) -> Any:  # the status file is judged as a stream
+        if self._path == "/var/lib/dpkg/status":
             raise ValueError("a detector bug")
-        return original(self, entry, data)
+        return original(self, sha256)
 
     monkeypatch.setattr(DpkgDetector, "wants", lambda self, entry, head: entry.path.startswith("/var/lib/dpkg"))
-    monkeypatch.setattr(DpkgDetector, "inspect", failing)
+    monkeypatch.setattr(StatusScanner, "finish", failing)
     monkeypatch.setattr(crawl_run, "DECODED_LAYERS", 0)  # nothing kept in memory but what must be
     executor = InlineExecutor()
     verdicts = crawl(tmp_path, [f"oci:{layout}:t{n}" for n in range(3)], executor)
