@@ -10,6 +10,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+REPLACED_IN_LAYER = "replaced_later_in_layer"
+"""Evidence key of a finding about a copy of a path that a later entry of the same layer replaced
+(unpacking keeps the last): history, never in the final filesystem."""
+
 
 class EntryType(str, enum.Enum):
     """What a tar member (or a directory entry of a root filesystem) is."""

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from layerhound.fs.merged import MergedView
-from layerhound.model import Fact, Finding, LayerResult
+from layerhound.model import REPLACED_IN_LAYER, Fact, Finding, LayerResult
 
 
 def final_facts(view: MergedView, layers: Sequence[LayerResult]) -> list[Fact]:
@@ -31,7 +31,8 @@ def attribute_findings(view: MergedView, layers: Sequence[LayerResult]) -> list[
     attributed: list[Finding] = []
     for index, layer in enumerate(layers):
         for finding in layer.findings:
-            paths = view.final_paths((index, finding.path))
+            # The copy a later entry of the same layer replaced is history, whatever the view shows.
+            paths = [] if finding.evidence.get(REPLACED_IN_LAYER) else view.final_paths((index, finding.path))
             attributed.append(dataclasses.replace(finding, in_final_fs=finding.path in paths))
             for alias in paths:
                 if alias != finding.path:

@@ -41,12 +41,12 @@ from layerhound.layers.fileview import FileView
 from layerhound.layers.heap import bound_heap
 from layerhound.layers.layer import Layer, describe
 from layerhound.layers.stream import CHUNK
-from layerhound.model import Entry, EntryType, Fact, Finding, LayerResult
+from layerhound.model import REPLACED_IN_LAYER, Entry, EntryType, Fact, Finding, LayerResult
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
-WALK_VERSION = 1
+WALK_VERSION = 2
 """Bump whenever the walk itself could yield different results for the same
 blob (whiteout handling, what is read, how findings are attributed)."""
 
@@ -86,6 +86,7 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
     walk = _LayerWalk(layer, detectors)
     result = walk.result
     stats = result.stats
+    seen: set[str] = set()
     for member in layer.members():
         entry = member.entry
         stats.entries += 1
@@ -97,6 +98,9 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
             else:
                 result.whiteouts.append(posixpath.join(parent, name[len(WHITEOUT_PREFIX):]))
             continue
+        if entry.path in seen:
+            _replaced(result, entry.path)
+        seen.add(entry.path)
         result.entries.append(entry)
         if entry.type is not EntryType.FILE or entry.size == 0:
             continue
@@ -106,6 +110,19 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
     result.diff_id = layer.walked_diff_id
     put_in_order(result, detectors)
     return result
+
+
+def _replaced(result: LayerResult, path: str) -> None:
+    """A path appears again in the layer: unpacking keeps the last entry (Go's archive/tar, containerd).
+
+    The findings about the earlier copy stay, as history (``REPLACED_IN_LAYER``: never in the
+    final filesystem); its facts go, since they describe bytes no runtime leaves in place.
+    """
+    result.findings[:] = [
+        dataclasses.replace(f, evidence={**f.evidence, REPLACED_IN_LAYER: True}) if f.path == path else f
+        for f in result.findings
+    ]
+    result.facts[:] = [fact for fact in result.facts if fact.path != path]
 
 
 def put_in_order(result: LayerResult, detectors: Sequence[Detector]) -> None:
