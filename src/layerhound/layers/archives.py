@@ -333,11 +333,6 @@ def _buffered(view: memoryview) -> io.BufferedReader:
     return io.BufferedReader(_ViewReader(view), CHUNK)
 
 
-def decompressed(view: memoryview) -> tuple[ByteStream, str]:
-    """A stream of ``view`` decompressed by its magic bytes (or as is)."""
-    return decompressed_stream(_buffered(view))
-
-
 def decompressed_stream(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
     """``raw`` decompressed by its magic bytes (or as is)."""
     head = raw.peek(8)[:8]
@@ -360,21 +355,16 @@ def decompressed_stream(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
 
 
 def members(candidate: Candidate, data: bytes) -> Members | None:
-    """The members of the archive ``data``, streamed; None if it is not one after all.
+    """The members of the archive ``data`` held in memory; None if it is not one after all.
 
-    Raises ``ArchiveError`` or one of ``ARCHIVE_ERRORS`` (while iterating) when
-    the archive is corrupt or truncated.
+    A zip is read by its directory; the other formats by the same front-to-back readers as
+    an archive that is never held (``stream_members``). Raises ``ArchiveError`` or one of
+    ``ARCHIVE_ERRORS`` (while iterating) when the archive is corrupt or truncated.
     """
     view = memoryview(data)
-    if candidate.format is Format.TAR and not candidate.certain and not candidate.named and not _looks_like_tar(view):
-        return None
-    if candidate.format is Format.DEB:
-        return _deb_members(view)
-    if candidate.format is Format.RPM:
-        return _rpm_members(view)
     if candidate.format is Format.ZIP:
         return _zip_members(view)
-    return _tar_members(view)
+    return stream_members(candidate, _buffered(view))
 
 
 def stream_members(candidate: Candidate, raw: io.BufferedReader[Any]) -> Members | None:
@@ -383,8 +373,9 @@ def stream_members(candidate: Candidate, raw: io.BufferedReader[Any]) -> Members
     Nothing is held: a member's data is read from the stream when it is judged and skipped otherwise.
     """
     if candidate.format is Format.TAR and not candidate.certain and not candidate.named:
+        # Undecided (zstd and bzip2 need a whole block): decompress the start of what is buffered.
         try:
-            start = _read_up_to(decompressed_stream(io.BufferedReader(_Peeked(raw.peek(64 * 1024)), CHUNK))[0],
+            start = _read_up_to(decompressed_stream(io.BufferedReader(_Peeked(raw.peek(CHUNK)), CHUNK))[0],
                                 PEEK_SIZE)
         except ARCHIVE_ERRORS:
             return None
@@ -446,8 +437,40 @@ def _skip(stream: ByteStream, n: int, what: str) -> None:
         n -= len(data)
 
 
+def _read_up_to(stream: ByteStream, n: int) -> bytes:
+    parts: list[bytes] = []
+    left = n
+    while left > 0:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _read_exact(stream: ByteStream, n: int, what: str) -> bytes:
+    data = _read_up_to(stream, n)
+    if len(data) != n:
+        raise ArchiveError(f"truncated {what}")
+    return data
+
+
+# ---------------------------------------------------------------- tar
+
+
+def _tar_stream_members(stream: ByteStream) -> Members:
+    reader = TarReader(partial(stream.read, CHUNK))
+    for header in reader:
+        entry = header_entry(header)
+        yield ArchiveMember(entry, reader.data if entry.type is EntryType.FILE else None)
+
+
+# ---------------------------------------------------------------- deb (ar)
+
+
 def _deb_stream_members(raw: io.BufferedReader[Any]) -> Members:
-    """``_deb_members`` front to back: ar headers read, control.tar skipped, data.tar streamed."""
+    """The files a .deb would install, front to back: ar headers read, control.tar skipped, data.tar streamed."""
     if _read_up_to(raw, len(AR_MAGIC)) != AR_MAGIC:
         raise ArchiveError("not an ar archive (no !<arch> magic)")
     seen_binary = False
@@ -479,12 +502,15 @@ def _deb_stream_members(raw: io.BufferedReader[Any]) -> Members:
         _skip(raw, size & 1, "ar padding")
 
 
+# ---------------------------------------------------------------- rpm
+
+
 def _rpm_stream_members(raw: io.BufferedReader[Any]) -> Members:
-    """``_rpm_members`` front to back: the lead and both headers skipped by their counts."""
-    lead = _read_up_to(raw, RPM_LEAD_SIZE)
-    if lead[:4] != RPM_MAGIC or len(lead) < RPM_LEAD_SIZE:
+    """The members of an rpm: past the 96-byte lead, the signature header (padded to 8 bytes)
+    and the main header, skipped by their index counts, its cpio payload under any compression."""
+    if _read_up_to(raw, RPM_LEAD_SIZE)[:4] != RPM_MAGIC:
         raise ArchiveError("not an rpm (no lead magic)")
-    position = RPM_LEAD_SIZE
+    pos = RPM_LEAD_SIZE
     for what in ("signature", "main"):
         intro = _read_up_to(raw, 16)
         if len(intro) < 16:
@@ -495,132 +521,11 @@ def _rpm_stream_members(raw: io.BufferedReader[Any]) -> Members:
         if count > RPM_MAX_TAGS or size > RPM_MAX_DATA:
             raise ArchiveError(f"implausible rpm {what} header ({count} tags, {size} bytes)")
         length = 16 * count + size
-        position += 16 + length
         if what == "signature":
-            length += -position % 8
-            position += -position % 8
+            length += -(pos + 16 + length) % 8
         _skip(raw, length, f"rpm {what} header")
+        pos += 16 + length
     yield from _cpio_members(decompressed_stream(raw)[0])
-
-
-def _looks_like_tar(view: memoryview) -> bool:
-    """Decide an undecided compressed stream: does it decompress to a tar header?"""
-    try:
-        stream, _ = decompressed(view)
-        start = _read_up_to(stream, PEEK_SIZE)
-    except ARCHIVE_ERRORS:
-        return False
-    return _is_tar_header(start)
-
-
-def _read_up_to(stream: ByteStream, n: int) -> bytes:
-    parts: list[bytes] = []
-    left = n
-    while left > 0:
-        chunk = stream.read(left)
-        if not chunk:
-            break
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def _read_exact(stream: ByteStream, n: int, what: str) -> bytes:
-    data = _read_up_to(stream, n)
-    if len(data) != n:
-        raise ArchiveError(f"truncated {what}")
-    return data
-
-
-# ---------------------------------------------------------------- tar
-
-
-def _tar_stream_members(stream: ByteStream) -> Members:
-    reader = TarReader(partial(stream.read, CHUNK))
-    for header in reader:
-        entry = header_entry(header)
-        yield ArchiveMember(entry, reader.data if entry.type is EntryType.FILE else None)
-
-
-def _tar_members(view: memoryview) -> Members:
-    stream, _ = decompressed(view)
-    yield from _tar_stream_members(stream)
-
-
-# ---------------------------------------------------------------- deb (ar)
-
-
-def _ar_members(view: memoryview) -> Iterator[tuple[str, memoryview]]:
-    """The members of a (System V / GNU) ar archive as (name, bytes)."""
-    if bytes(view[: len(AR_MAGIC)]) != AR_MAGIC:
-        raise ArchiveError("not an ar archive (no !<arch> magic)")
-    pos = len(AR_MAGIC)
-    while pos < len(view):
-        if len(view) - pos == 1 and view[pos] == 0x0A:
-            break  # a final padding byte
-        header = bytes(view[pos : pos + 60])
-        if len(header) < 60:
-            raise ArchiveError("truncated ar member header")
-        if header[58:60] != b"`\n":
-            raise ArchiveError(f"bad ar member header at offset {pos}")
-        name = header[:16].decode("ascii", "replace").rstrip(" ").rstrip("/")
-        try:
-            size = int(header[48:58].decode("ascii").strip() or "-1")
-        except ValueError as exc:
-            raise ArchiveError(f"bad ar member size at offset {pos}") from exc
-        start = pos + 60
-        if size < 0 or start + size > len(view):
-            raise ArchiveError(f"ar member {name} is truncated")
-        yield name, view[start : start + size]
-        pos = start + size + (size & 1)
-
-
-def _deb_members(view: memoryview) -> Members:
-    """The files a .deb would install: the members of its data.tar.*."""
-    seen_binary = False
-    for name, body in _ar_members(view):
-        if name == "debian-binary":
-            if not bytes(body).startswith(b"2."):
-                raise ArchiveError(f"unsupported deb format version {bytes(body[:8])!r}")
-            seen_binary = True
-        elif name.startswith("data.tar"):
-            if not seen_binary:
-                raise ArchiveError("not a deb: data.tar before debian-binary")
-            stream, _ = decompressed(body)
-            yield from _tar_stream_members(stream)
-            return
-    raise ArchiveError("not a deb: no data.tar member")
-
-
-# ---------------------------------------------------------------- rpm
-
-
-def rpm_payload_offset(view: memoryview) -> int:
-    """Where an rpm's compressed cpio payload starts: after the 96-byte lead,
-    the signature header (padded to 8 bytes) and the main header."""
-    if bytes(view[:4]) != RPM_MAGIC:
-        raise ArchiveError("not an rpm (no lead magic)")
-    pos = RPM_LEAD_SIZE
-    for what in ("signature", "main"):
-        intro = bytes(view[pos : pos + 16])
-        if len(intro) < 16:
-            raise ArchiveError(f"truncated rpm {what} header")
-        if intro[:4] != RPM_HEADER_MAGIC:
-            raise ArchiveError(f"bad rpm {what} header magic")
-        count, size = struct.unpack(">II", intro[8:16])
-        if count > RPM_MAX_TAGS or size > RPM_MAX_DATA:
-            raise ArchiveError(f"implausible rpm {what} header ({count} tags, {size} bytes)")
-        pos += 16 + 16 * count + size
-        if what == "signature":
-            pos += -pos % 8
-    if pos >= len(view):
-        raise ArchiveError("truncated rpm: no payload")
-    return pos
-
-
-def _rpm_members(view: memoryview) -> Members:
-    stream, _ = decompressed(view[rpm_payload_offset(view) :])
-    yield from _cpio_members(stream)
 
 
 class _Bounded:

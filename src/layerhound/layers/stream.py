@@ -327,7 +327,7 @@ class ReadAhead(io.RawIOBase):
     def next_chunk(self) -> bytes:
         """The next chunk as the thread read it, uncopied; ``b""`` at the end.
 
-        For a reader that takes whole chunks (``tarstream.TarReader``); not to be mixed with ``readinto``.
+        For a reader that takes whole chunks (``tarstream.TarReader``); ``readinto`` copies from them.
         """
         if self._ended:
             return b""
@@ -341,14 +341,8 @@ class ReadAhead(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._pending:
-            if self._ended:
-                return 0
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._ended = True
-                raise item
+            item = self.next_chunk()
             if not item:
-                self._ended = True
                 return 0
             self._pending = memoryview(item)
         n = min(len(buffer), len(self._pending))
