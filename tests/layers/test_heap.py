@@ -9,11 +9,10 @@ allocations interleave with small ones; here only that it takes effect.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from layerhound.layers.heap import bound_heap
+from tests.support.cli import measured_scan
 from tests.support.imagewriter import ImageSpec, Layer, write_oci
 
 SIZE = 40 * 1024 * 1024
@@ -33,11 +32,7 @@ def test_large_files_held_in_turn_do_not_add_up(tmp_path: Path) -> None:
             handle.write(header)
             handle.write(bytes([index + 1]) * (SIZE - len(header)))
     write_oci(tmp_path / "layout", ImageSpec([Layer.from_dir(tmp_path / "root")]), compression="zstd")
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress",
-         "--format", "json", "-o", str(tmp_path / "out.json"), f"oci:{tmp_path / 'layout'}:latest"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    peak_mib = int(done.stderr.split()[-1]) / 1024
+    done = measured_scan(f"oci:{tmp_path / 'layout'}:latest", tmp_path / "out.json")
+    assert done.status == 0, done.stderr
+    peak_mib = done.peak_mib
     assert peak_mib < (SIZE >> 20) + 50, f"peak {peak_mib:.0f} MiB for {FILES} files of {SIZE >> 20} MiB"

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from layerhound.detectors.signatures import GET_CPUID_PROLOGUE, ByteSignatureDetector
 from layerhound.model import Entry, EntryType
+from tests.support.cli import measured_scan
 
 DETECTOR = ByteSignatureDetector()
 
@@ -62,13 +61,9 @@ def test_a_file_larger_than_any_bound_is_scanned_in_flat_memory(tmp_path: Path) 
         handle.write(b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x02\x00\x3e\x00")  # ET_EXEC, x86-64
         handle.seek(BIG - len(GET_CPUID_PROLOGUE))
         handle.write(GET_CPUID_PROLOGUE)
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress",
-         "--format", "json", "-o", str(tmp_path / "out.json"), f"rootfs:{root}"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert done.returncode == 1, done.stderr  # found
-    peak_mib = int(done.stderr.split()[-1]) / 1024
+    done = measured_scan(f"rootfs:{root}", tmp_path / "out.json")
+    assert done.status == 1, done.stderr  # found
+    peak_mib = done.peak_mib
     assert peak_mib < 120, f"peak {peak_mib:.0f} MiB for a {BIG >> 20} MiB file"
     report = json.loads((tmp_path / "out.json").read_text())
     [finding] = [f for f in report["images"][0]["findings"] if f["rule"] == "xz-get-cpuid-prologue"]
@@ -111,15 +106,6 @@ def test_dynamic_facts_from_pieces_equal_those_from_the_whole_file(bookworm_root
     assert compared > 300
 
 
-def peak_of_scan(reference: str, out: Path) -> tuple[int, float]:
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "layerhound", "scan", "--no-cache", "--no-progress",
-         "--format", "json", "-o", str(out), reference],
-        capture_output=True, text=True, timeout=600, check=False,
-    )
-    return done.returncode, int(done.stderr.split()[-1]) / 1024
-
-
 ARCHIVE = 300 * 1024 * 1024
 
 
@@ -145,7 +131,8 @@ def test_a_large_tarball_in_a_layer_is_opened_as_it_passes(tmp_path: Path, impla
         archive.addfile(lib, io.BytesIO(implant_so))
     tarball = inner.getvalue()
     write_oci(tmp_path / "layout", ImageSpec([Layer.files({"srv/dl/release.tar.gz": tarball})]), compression="zstd")
-    status, peak_mib = peak_of_scan(f"oci:{tmp_path / 'layout'}:latest", tmp_path / "out.json")
+    done = measured_scan(f"oci:{tmp_path / 'layout'}:latest", tmp_path / "out.json")
+    status, peak_mib = done.status, done.peak_mib
     assert status == 1
     assert peak_mib < 120, f"peak {peak_mib:.0f} MiB"
     report = json.loads((tmp_path / "out.json").read_text())
@@ -168,7 +155,8 @@ def test_a_large_zip_on_the_host_is_opened_where_it_lies(tmp_path: Path, implant
             for _ in range(ARCHIVE >> 20):
                 member.write(block)
         archive.writestr("native/liblzma.so.5", implant_so)
-    status, peak_mib = peak_of_scan(f"rootfs:{root}", tmp_path / "out.json")
+    done = measured_scan(f"rootfs:{root}", tmp_path / "out.json")
+    status, peak_mib = done.status, done.peak_mib
     assert status == 1
     assert peak_mib < 120, f"peak {peak_mib:.0f} MiB"
     report = json.loads((tmp_path / "out.json").read_text())
