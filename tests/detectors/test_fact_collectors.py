@@ -102,3 +102,35 @@ def test_startup_facts(path: str, text: str, expected: tuple[bool, bool, bool] |
     [fact] = facts
     assert isinstance(fact, Fact)
     assert (fact.data["mentions_sshd"], fact.data["absolute_sshd"], fact.data["runs_arguments"]) == expected
+
+
+def test_sshd_word_matches_the_lines_the_path_prefixed_pattern_did() -> None:
+    """The pattern lost its optional `[\\w./-]*/` prefix (quadratic in a line of slashes); same lines match."""
+    import random
+    import re
+
+    from layerhound.detectors.startup import SSHD_WORD
+
+    with_prefix = re.compile(rb"(?<![\w-])(?:[\w./-]*/)?sshd(?![\w-])")
+    rng = random.Random(11)
+    alphabet = [b"sshd", b"/", b".", b"-", b"_", b"a", b" ", b"=", b"ssh", b"d", b"\t"]
+    lines = [b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(20_000)]
+    matched = [bool(SSHD_WORD.search(line)) for line in lines]
+    assert matched == [bool(with_prefix.search(line)) for line in lines]
+    assert 2_000 < sum(matched) < 18_000  # both outcomes well represented
+
+
+def test_a_megabyte_line_of_slashes_is_judged_at_once() -> None:
+    """A hostile script of one 1 MiB line: the old pattern took hours; a subprocess bounds the wait."""
+    import sys
+
+    program = (
+        "from layerhound.detectors.startup import StartupFacts\n"
+        "from layerhound.model import Entry, EntryType\n"
+        "data = b'#!/bin/sh\\n' + b'/' * (1 << 20) + b' sshd\\n'\n"
+        "[fact] = StartupFacts().inspect(Entry('/e.sh', EntryType.FILE, len(data)), data)\n"
+        "print(fact.data['mentions_sshd'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

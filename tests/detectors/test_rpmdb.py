@@ -317,6 +317,32 @@ def test_sqlite_without_a_packages_table_is_an_error(tmp_path: Path) -> None:
     expect_error(FORMATS["sqlite"], db.read_bytes(), "without a Packages table")
 
 
+@pytest.mark.parametrize(
+    ("schema", "insert", "message"),
+    [
+        ("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB AS (zeroblob(900000000)) VIRTUAL)",
+         "INSERT INTO Packages (hnum) VALUES (1)", r"generated columns \(blob\)"),
+        ("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, n INT, blob BLOB AS (zeroblob(n)) STORED)",
+         "INSERT INTO Packages (hnum, n) VALUES (1, 64)", r"generated columns \(blob\)"),
+        ("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB)",
+         "INSERT INTO Packages VALUES (1, zeroblob(20000000))", "string or blob too big"),
+    ],
+)
+def test_sqlite_that_would_compute_or_allocate_is_an_error(
+    tmp_path: Path, schema: str, insert: str, message: str
+) -> None:
+    """rpm never writes a generated column; a blob over the value bound stops sqlite, not memory."""
+    import sqlite3
+
+    db = tmp_path / "rpmdb.sqlite"
+    connection = sqlite3.connect(db)
+    connection.execute(schema)
+    connection.execute(insert)
+    connection.commit()
+    connection.close()
+    expect_error(FORMATS["sqlite"], db.read_bytes(), message)
+
+
 def test_bdb_overflow_cycle_ends_in_an_error(rpmdbs: dict[str, Databases]) -> None:
     """Chains that loop forever and items that claim the whole file: bounded, then an error."""
     buffer = bytearray(rpmdbs["fedora"].files["bdb-512"].read_bytes())

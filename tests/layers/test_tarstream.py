@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import subprocess
 import tarfile
@@ -138,3 +139,33 @@ def test_zstd_starting_with_a_skippable_frame_is_read_and_truncation_is_refused(
             zstd_reader(io.BytesIO(broken)).read()
         with pytest.raises(CorruptLayer, match=reason):
             walk_layer(blob_layer(broken), [])
+
+
+XZ_CASES = {
+    "one stream": lambda x: x,
+    "two streams": lambda x: x + x,
+    "padding of eight NULs": lambda x: x + b"\0" * 8,
+    "padding between streams": lambda x: x + b"\0" * 4 + x,
+    "padding of three NULs": lambda x: x + b"\0" * 3,
+    "trailing garbage": lambda x: x + b"garbage!",
+    "padding then garbage": lambda x: x + b"\0" * 4 + b"xy",
+    "truncated": lambda x: x[:-5],
+    "odd padding before a stream": lambda x: x + b"\0" * 2 + x,
+}
+
+
+@pytest.mark.parametrize("case", sorted(XZ_CASES))
+def test_xz_is_accepted_and_refused_exactly_as_the_xz_tool_does(case: str, tmp_path: Path) -> None:
+    blob = tar_bytes([("a", "file", os.urandom(300_000))])
+    data = XZ_CASES[case](lzma.compress(blob))
+    path = tmp_path / "layer.tar.xz"
+    path.write_bytes(data)
+    xz_accepts = subprocess.run(["xz", "-t", str(path)], capture_output=True).returncode == 0
+    try:
+        layer = walk_layer(blob_layer(data), [])
+    except CorruptLayer as exc:
+        assert not xz_accepts, f"refused what xz accepts: {exc}"
+        assert "xz" in str(exc)
+    else:
+        assert xz_accepts, "accepted what the xz tool refuses"
+        assert layer.stats.compression == "xz" and layer.entries[0].path == "/a"

@@ -5,8 +5,8 @@ file of an image, yet almost none of them use GNU IFUNC. Parsing them with a
 full ELF library costs more than the rest of the scan, so the cheap questions
 (is there any IFUNC symbol or IRELATIVE relocation? where are the resolvers?
 what does ``.eh_frame`` cover?) are answered here from the raw bytes with
-``struct`` and a few slices. Only files that pass these checks are handed to
-pyelftools and capstone.
+``struct`` and a few slices. Only files that pass these checks have their
+symbol tables read and are handed to capstone.
 
 Everything is read from the ``bytes`` of the file; nothing is loaded,
 mapped or executed. Malformed input raises ``ElfFormatError``; callers treat
@@ -37,8 +37,16 @@ SHF_TLS = 0x400
 
 SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
+SHN_ABS = 0xFFF1
 SHN_COMMON = 0xFFF2
 
+PT_TLS = 7
+
+STB_LOCAL = 0
+STV_INTERNAL = 1
+STV_HIDDEN = 2
+
+STT_OBJECT = 1
 STT_FUNC = 2
 STT_SECTION = 3
 STT_TLS = 6
@@ -63,6 +71,25 @@ _IRELATIVE_TABLE = bytes(1 if b == R_X86_64_IRELATIVE else 0 for b in range(256)
 
 class ElfFormatError(ValueError):
     """The bytes claim to be ELF but are not well formed (or not a kind this module reads)."""
+
+
+class ElfBoundError(ValueError):
+    """A well-formed file whose tables are over a bound this module sets: not analysed, and said so.
+
+    Not an ``ElfFormatError``: that one means "no candidate", this one must reach the report.
+    """
+
+
+MAX_SYMBOLS = 1 << 18
+"""Symbol table entries read from one file, all its SHT_SYMTAB/SHT_DYNSYM tables together
+(262,144; a large shared library has tens of thousands). The bound is on the sum, so tens of
+thousands of overlapping tables over one region cost no more than one."""
+MAX_RELOCATIONS = 1 << 19
+"""SHT_RELA entries read from one file, all tables together (524,288)."""
+MAX_NAME = 4096
+"""Longest symbol or section name read; a longer one (no NUL in reach) is cut there."""
+MAX_NAME_BYTES = 16 << 20
+"""Name bytes decoded for one file; each string table offset is decoded once."""
 
 
 def head_is_x86_64_candidate(head: bytes) -> bool:
@@ -91,9 +118,13 @@ def quick_has_ifunc(data: bytes) -> bool:
     if shoff == 0 or shentsize != _SHDR.size or shoff + shnum * shentsize > len(data):
         return False
     headers = data[shoff : shoff + shnum * shentsize]
+    entries = 0
     for _name, stype, _flags, _addr, offset, size, _link, _info, _align, entsize in _SHDR.iter_unpack(headers):
-        if entsize != 24 or offset + size > len(data):
+        if entsize != 24 or offset + size > len(data) or stype not in (SHT_SYMTAB, SHT_DYNSYM, SHT_RELA):
             continue
+        entries += size // 24
+        if entries > MAX_SYMBOLS + MAX_RELOCATIONS:
+            return True  # over the bound: ``ElfImage`` refuses the file, and the report says why
         if stype in (SHT_SYMTAB, SHT_DYNSYM):
             column, table = data[offset + 4 : offset + size : 24], _IFUNC_TABLE  # st_info
         elif stype == SHT_RELA and e_type != ET_REL:
@@ -174,6 +205,9 @@ class ElfImage:
         self.e_machine: int = fields[2]
         shoff, shentsize, shnum, shstrndx = fields[6], fields[11], fields[12], fields[13]
         self.is_rel = self.e_type == ET_REL
+        self._phdrs = (fields[5], fields[9], fields[10])
+        self._names: dict[int, str] = {}
+        self._name_bytes = 0
         self.sections: list[Section] = []
         if shoff == 0 or shnum == 0:
             return
@@ -187,12 +221,37 @@ class ElfImage:
                 Section(index, self._cstr(names_off + name), stype, flags, base, offset, size, link, info, entsize)
             )
         self._alloc = sorted((s for s in self.sections if s.base and s.size), key=lambda s: s.base)
+        self._check_table_bounds()
+
+    def _check_table_bounds(self) -> None:
+        symbols = sum(sec.size // _SYM.size for sec in self._symbol_tables() if self._in_file(sec))
+        relocations = sum(
+            sec.size // _RELA.size
+            for sec in self.sections
+            if sec.type == SHT_RELA and sec.entsize == _RELA.size and self._in_file(sec)
+        )
+        if symbols > MAX_SYMBOLS:
+            raise ElfBoundError(f"{symbols} symbol table entries, over the bound of {MAX_SYMBOLS}; not analysed")
+        if relocations > MAX_RELOCATIONS:
+            raise ElfBoundError(f"{relocations} relocations, over the bound of {MAX_RELOCATIONS}; not analysed")
+
+    def _in_file(self, sec: Section) -> bool:
+        return sec.type != SHT_NOBITS and sec.offset + sec.size <= len(self.data)
 
     def _cstr(self, offset: int) -> str:
-        end = self.data.find(b"\0", offset)
-        if offset >= len(self.data) or end < 0:
+        """The NUL-terminated name at ``offset``, at most ``MAX_NAME`` bytes, each offset decoded once."""
+        cached = self._names.get(offset)
+        if cached is not None:
+            return cached
+        if offset >= len(self.data):
             return ""
-        return self.data[offset:end].decode("latin-1")
+        end = self.data.find(b"\0", offset, offset + MAX_NAME)
+        name = self.data[offset : end if end >= 0 else offset + MAX_NAME].decode("latin-1")
+        self._name_bytes += len(name)
+        if self._name_bytes > MAX_NAME_BYTES:
+            raise ElfBoundError(f"symbol and section names over {MAX_NAME_BYTES} bytes; not analysed")
+        self._names[offset] = name
+        return name
 
     def section(self, name: str) -> Section | None:
         """The first section called ``name``."""
@@ -255,9 +314,32 @@ class ElfImage:
         """Every entry of one symbol table."""
         strtab = self.sections[sec.link] if sec.link < len(self.sections) else None
         str_off = strtab.offset if strtab is not None else 0
-        for name, info, other, shndx, value, size in _SYM.iter_unpack(self.contents(sec)):
+        for name, info, other, shndx, value, size in _SYM.iter_unpack(self._whole_entries(sec, _SYM)):
             yield Symbol(self._cstr(str_off + name) if name else "", info, other, shndx, value, size,
                          self.symbol_address(shndx, value))
+
+    def _whole_entries(self, sec: Section, entry: struct.Struct) -> bytes:
+        """A table's bytes up to its last whole entry (a lying sh_size leaves a tail)."""
+        body = self.contents(sec)
+        return body[: len(body) - len(body) % entry.size]
+
+    def symbol(self, sec: Section, index: int) -> Symbol | None:
+        """Entry ``index`` of one symbol table (None past its end)."""
+        if sec.entsize != _SYM.size or not self._in_file(sec) or not 0 <= index < sec.size // _SYM.size:
+            return None
+        name, info, other, shndx, value, size = _SYM.unpack_from(self.data, sec.offset + index * _SYM.size)
+        strtab = self.sections[sec.link] if sec.link < len(self.sections) else None
+        str_off = strtab.offset if strtab is not None else 0
+        return Symbol(self._cstr(str_off + name) if name else "", info, other, shndx, value, size,
+                      self.symbol_address(shndx, value))
+
+    def segment_types(self) -> list[int]:
+        """p_type of every program header that lies inside the file."""
+        phoff, phentsize, phnum = self._phdrs
+        if phentsize < 4 or phoff + phnum * phentsize > len(self.data):
+            return []
+        return [int.from_bytes(self.data[phoff + i * phentsize : phoff + i * phentsize + 4], "little")
+                for i in range(phnum)]
 
     def symbol_address(self, shndx: int, value: int) -> int:
         """Where a symbol lives in the analysis' address space (0 when nowhere)."""
@@ -280,7 +362,7 @@ class ElfImage:
         return found
 
     def _irelative(self, sec: Section) -> Iterator[int]:
-        for _offset, info, addend in _RELA.iter_unpack(self.contents(sec)):
+        for _offset, info, addend in _RELA.iter_unpack(self._whole_entries(sec, _RELA)):
             if info & 0xFFFFFFFF == R_X86_64_IRELATIVE:
                 yield addend
 
@@ -296,7 +378,7 @@ class ElfImage:
 
     def relocations(self, sec: Section) -> Iterator[tuple[int, int, int, int]]:
         """(r_offset, type, symbol index, addend) of one SHT_RELA section."""
-        for offset, info, addend in _RELA.iter_unpack(self.contents(sec)):
+        for offset, info, addend in _RELA.iter_unpack(self._whole_entries(sec, _RELA)):
             yield offset, info & 0xFFFFFFFF, info >> 32, addend
 
     # -- unwind coverage ----------------------------------------------------

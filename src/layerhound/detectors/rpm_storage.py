@@ -37,6 +37,9 @@ BDB_HASH_MAGIC = 0x061561
 
 SQLITE_TIME_LIMIT = 60.0
 """Seconds one sqlite database may take before the read is aborted."""
+SQLITE_MAX_VALUE = 16 << 20
+"""Longest string or blob sqlite may make while reading (SQLITE_LIMIT_LENGTH): an rpm header
+is a few hundred KiB, and a value the file's schema computes (``zeroblob(2e9)``) stops here."""
 
 
 class RpmDatabaseError(ValueError):
@@ -106,9 +109,11 @@ def sqlite_blobs(data: bytes) -> Iterator[bytes]:
             connection.execute("PRAGMA query_only = ON")
             connection.execute("PRAGMA trusted_schema = OFF")
             connection.set_progress_handler(too_long, 10_000)
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, SQLITE_MAX_VALUE)
+            tables = dict(connection.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
             if "Packages" not in tables:
                 raise RpmDatabaseError(f"sqlite database without a Packages table (tables: {sorted(tables)})")
+            _check_packages_table(connection, str(tables["Packages"] or ""))
             cursor = connection.execute("SELECT hnum, blob FROM Packages")
             for hnum, blob in cursor:
                 if not isinstance(blob, bytes):
@@ -120,6 +125,20 @@ def sqlite_blobs(data: bytes) -> Iterator[bytes]:
             raise RpmDatabaseError(f"rpmdb.sqlite unreadable: {exc}") from exc
     finally:
         connection.close()
+
+
+def _check_packages_table(connection: sqlite3.Connection, sql: str) -> None:
+    """Refuse a Packages table rpm never writes: virtual, or with computed (generated) columns.
+
+    Why: reading such a table runs what the file's schema says, which can allocate without end.
+    """
+    if sql.lstrip().upper().startswith("CREATE VIRTUAL"):
+        raise RpmDatabaseError("rpmdb.sqlite: Packages is a virtual table, which rpm never writes")
+    generated = [row[1] for row in connection.execute("PRAGMA table_xinfo(Packages)") if row[6] in (2, 3)]
+    if generated:
+        raise RpmDatabaseError(
+            f"rpmdb.sqlite: Packages has generated columns ({', '.join(map(str, generated))}), which rpm never writes"
+        )
 
 
 # --------------------------------------------------------------------------

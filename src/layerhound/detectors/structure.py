@@ -15,8 +15,8 @@ backdoored liblzma document that
 * tens of KB of ``.text`` have no ``.eh_frame`` coverage, and the hidden code
   references no plaintext strings.
 
-This detector checks those properties on the bytes, with pyelftools and
-capstone, and reports each of them plus a confidence. Any single property also
+This detector checks those properties on the bytes, with its own bounded ELF
+reader (``elfscan``) and capstone, and reports each of them plus a confidence. Any single property also
 occurs in honest code (glibc's IFUNC resolvers, ``__builtin_cpu_supports``
 resolvers calling libgcc's local ``__cpu_indicator_init``, libcrypto's
 assembly without unwind info), so the rule is a combination:
@@ -32,7 +32,7 @@ Cost: nearly no ELF file uses IFUNC. ``inspect`` first checks, with a
 struct-based pass over the raw section headers (``elfscan``), for any
 STT_GNU_IFUNC symbol or IRELATIVE relocation, then disassembles each resolver
 cheaply (bounded instructions, no operand details) looking for a direct call
-into local code. Only files passing both get pyelftools and the detailed
+into local code. Only files passing both get their symbol tables read and the detailed
 walk (glibc's libc.so.6 never does: its resolvers make no calls; ld.so's and
 libatomic's do, and are cleared). Even then, a reached function is walked
 with operand details only if its cheap walk shows a rip-relative GOT
@@ -47,7 +47,6 @@ leftover ``liblzma_la-crc64-fast.o`` kind) as ``PAYLOAD``.
 from __future__ import annotations
 
 import functools
-import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -57,18 +56,26 @@ from layerhound.detectors.base import ELF_MAGIC, HOLD_MAX, Detector, Interest
 from layerhound.detectors.elf_dynamic import parse_dynamic
 from layerhound.detectors.elfscan import (
     ET_REL,
+    PT_TLS,
     SHF_ALLOC,
     SHF_EXECINSTR,
     SHF_TLS,
     SHF_WRITE,
+    SHN_ABS,
     SHN_COMMON,
+    SHN_UNDEF,
     SHT_DYNSYM,
     SHT_NOBITS,
     SHT_RELA,
     SHT_SYMTAB,
+    STB_LOCAL,
     STT_FUNC,
     STT_GNU_IFUNC,
+    STT_OBJECT,
+    STT_SECTION,
     STT_TLS,
+    STV_HIDDEN,
+    STV_INTERNAL,
     ElfFormatError,
     ElfImage,
     Section,
@@ -77,27 +84,20 @@ from layerhound.detectors.elfscan import (
 )
 from layerhound.model import Entry, Fact, Finding, Indicates, Kind
 
-# capstone and pyelftools are loaded by the first file that needs them (``_load_libraries``), not
-# when the detector is imported: ``layerhound --version`` and scans without ELF candidates never
-# pay their 40 ms of imports.
+# capstone is loaded by the first file that needs it (``_load_libraries``), not when the detector
+# is imported: ``layerhound --version`` and scans without ELF candidates never pay its import.
 capstone: Any = None
 x86: Any = None
-ELFFile: Any = None
-RelocationSection: Any = None
-SymbolTableSection: Any = None
 
 
 def _load_libraries() -> None:
-    global capstone, x86, ELFFile, RelocationSection, SymbolTableSection
+    global capstone, x86
     if capstone is not None:
         return
     import capstone as capstone_module  # type: ignore[import-untyped]
     from capstone import x86 as x86_module
-    from elftools.elf.elffile import ELFFile as elf_file
-    from elftools.elf.relocation import RelocationSection as relocation_section
-    from elftools.elf.sections import SymbolTableSection as symbol_table_section
 
-    x86, ELFFile, RelocationSection, SymbolTableSection = x86_module, elf_file, relocation_section, symbol_table_section
+    x86 = x86_module
     capstone = capstone_module
 
 
@@ -162,6 +162,11 @@ slot): what a GOT slot holds; ("bssval", key) / ("bssinc", key): a .bss
 variable's value, before / after arithmetic on it."""
 
 
+def _in_a_section(shndx: int) -> bool:
+    """A symbol defined in a section: not undefined, absolute or COMMON (pyelftools' reading)."""
+    return shndx not in (SHN_UNDEF, SHN_ABS, SHN_COMMON)
+
+
 @dataclass(slots=True)
 class _Reloc:
     """One relocation patching code of a relocatable object."""
@@ -192,15 +197,13 @@ class _FunctionReport:
 
 
 class _Program:
-    """The candidate file as the deep analysis sees it (pyelftools + elfscan)."""
+    """The candidate file as the deep analysis sees it: elfscan's bounded tables, with names."""
 
     def __init__(self, img: ElfImage, data: bytes) -> None:
         self.img = img
-        self.elf = ELFFile(io.BytesIO(data))
         self.is_rel = img.is_rel
         self.functions: dict[int, tuple[str, int]] = {}
         self.objects: dict[int, str] = {}
-        self.symbols_by_index: dict[int, list[Any]] = {}
         self.relocs: dict[int, _Reloc] = {}
         self._read_symbols()
         if self.is_rel:
@@ -210,23 +213,18 @@ class _Program:
 
     def _read_symbols(self) -> None:
         """Function extents and names (for walks and reports), data symbol names."""
-        for sec in self.elf.iter_sections():
-            if not isinstance(sec, SymbolTableSection):
+        for sec in self.img.sections:
+            if sec.type not in (SHT_SYMTAB, SHT_DYNSYM):
                 continue
-            index = self.elf.get_section_index(sec.name) or 0
-            table: list[Any] = []
-            for sym in sec.iter_symbols():
-                table.append(sym)
-                kind = sym["st_info"]["type"]
-                shndx = sym["st_shndx"]
-                if kind == "STT_OBJECT" and isinstance(shndx, int) and sym.name:
-                    self.objects.setdefault(self.img.symbol_address(shndx, sym["st_value"]), sym.name)
-                if kind not in ("STT_FUNC", "STT_LOOS", "STT_GNU_IFUNC") or not isinstance(shndx, int):
+            for sym in self.img.symbols(sec):
+                if not _in_a_section(sym.shndx):
                     continue
-                address = self.img.symbol_address(shndx, sym["st_value"])
-                if address and (address not in self.functions or not self.functions[address][1]):
-                    self.functions[address] = (sym.name, int(sym["st_size"]))
-            self.symbols_by_index[index] = table
+                if sym.type == STT_OBJECT and sym.name:
+                    self.objects.setdefault(sym.address, sym.name)
+                if sym.type not in (STT_FUNC, STT_GNU_IFUNC):
+                    continue
+                if sym.address and (sym.address not in self.functions or not self.functions[sym.address][1]):
+                    self.functions[sym.address] = (sym.name, sym.size)
 
     def _read_code_relocations(self) -> None:
         """Relocations of executable sections (.rela.text...), keyed by the
@@ -235,23 +233,21 @@ class _Program:
         for rela in sections:
             if rela.type != SHT_RELA or rela.info >= len(sections) or not sections[rela.info].executable:
                 continue
-            table = self.symbols_by_index.get(rela.link, [])
+            table = sections[rela.link] if rela.link < len(sections) else None
+            if table is not None and table.type not in (SHT_SYMTAB, SHT_DYNSYM):
+                table = None
             target = sections[rela.info]
             for offset, rtype, symidx, addend in self.img.relocations(rela):
-                sym = table[symidx] if symidx < len(table) else None
+                sym = self.img.symbol(table, symidx) if table is not None else None
                 name, address, local, common = "", 0, False, False
                 if sym is not None:
-                    shndx = sym["st_shndx"]
                     name = sym.name
-                    if sym["st_info"]["type"] == "STT_SECTION" and isinstance(shndx, int):
-                        name = sections[shndx].name if shndx < len(sections) else name
-                    common = shndx == "SHN_COMMON" or shndx == SHN_COMMON
-                    if isinstance(shndx, int) and shndx != 0:
-                        address = self.img.symbol_address(shndx, sym["st_value"])
-                        local = sym["st_info"]["bind"] == "STB_LOCAL" or sym["st_other"]["visibility"] in (
-                            "STV_HIDDEN",
-                            "STV_INTERNAL",
-                        )
+                    if sym.type == STT_SECTION and _in_a_section(sym.shndx):
+                        name = sections[sym.shndx].name if sym.shndx < len(sections) else name
+                    common = sym.shndx == SHN_COMMON
+                    if _in_a_section(sym.shndx):
+                        address = sym.address
+                        local = sym.binding == STB_LOCAL or sym.visibility in (STV_INTERNAL, STV_HIDDEN)
                 self.relocs[target.base + offset] = _Reloc(
                     target.base + offset, rtype, name, address, local, common, addend
                 )
@@ -262,15 +258,17 @@ class _Program:
 
         Only for reporting a GOT write, so read on first use."""
         names: dict[int, str] = {}
-        for sec in self.elf.iter_sections():
-            if not isinstance(sec, RelocationSection) or not sec.is_RELA():
+        sections = self.img.sections
+        for sec in sections:
+            if sec.type != SHT_RELA or not sec.link or sec.link >= len(sections):
                 continue
-            symtab = self.elf.get_section(sec["sh_link"]) if sec["sh_link"] else None
-            if not isinstance(symtab, SymbolTableSection):
+            symtab = sections[sec.link]
+            if symtab.type not in (SHT_SYMTAB, SHT_DYNSYM):
                 continue
-            for rel in sec.iter_relocations():
-                if rel["r_info_type"] in (1, 6, 7) and rel["r_info_sym"]:
-                    names[rel["r_offset"]] = symtab.get_symbol(rel["r_info_sym"]).name
+            for offset, rtype, symidx, _addend in self.img.relocations(sec):
+                if rtype in (1, 6, 7) and symidx:
+                    sym = self.img.symbol(symtab, symidx)
+                    names[offset] = sym.name if sym is not None else ""
         return names
 
     # -- addresses ------------------------------------------------------------
@@ -963,7 +961,7 @@ class StructureDetector(Detector):
                     imports = True
         if not imports:
             return False
-        if any(seg["p_type"] == "PT_TLS" for seg in prog.elf.iter_segments()):
+        if PT_TLS in img.segment_types():
             return False
         if any(sec.flags & SHF_TLS for sec in img.sections):
             return False

@@ -56,6 +56,7 @@ from layerhound.layers.stream import (
     ZSTD_MAGIC,
     ByteStream,
     is_zstd,
+    xz_reader,
     zstd_reader,
 )
 from layerhound.layers.tarstream import BLOCK, TarReader, checksum_matches
@@ -341,7 +342,7 @@ def decompressed_stream(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
     if compression == "gzip":
         stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
     elif compression == "xz":
-        stream = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - returned to the caller
+        stream = xz_reader(raw)
     elif compression == "zstd":
         stream = zstd_reader(raw)
     elif compression == "bzip2":

@@ -118,6 +118,83 @@ def zstd_reader(raw: ByteStream) -> ByteStream:
     return zstandard.ZstdDecompressor().stream_reader(frames, read_across_frames=True, closefd=False)
 
 
+XZ_CHUNK = 1 << 16
+
+
+class XzStreams(io.RawIOBase):
+    """An xz file read as the xz tool reads it: one or more streams, stream padding, nothing else.
+
+    Why: ``lzma.LZMAFile`` stops quietly at the first bytes after a stream that do not
+    start another one, so garbage (or a second payload) appended to a ``.tar.xz`` is
+    never seen; ``xz -d`` refuses it ("file format not recognized"), and so does this.
+    Between and after streams only stream padding is allowed: NUL bytes, a multiple
+    of four of them. A stream that ends early raises ``EOFError``, as LZMAFile does.
+    """
+
+    def __init__(self, raw: ByteStream) -> None:
+        self._raw = raw
+        self._stream: lzma.LZMADecompressor | None = lzma.LZMADecompressor(lzma.FORMAT_XZ)
+        self._pending = b""
+        self._padding = 0
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._next(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _input(self) -> bytes:
+        data, self._pending = self._pending or self._raw.read(XZ_CHUNK), b""
+        return data
+
+    def _next(self, size: int) -> bytes:
+        while True:
+            stream = self._stream
+            if stream is None:
+                if not self._between_streams():
+                    return b""
+                continue
+            data = self._input() if stream.needs_input else b""
+            if stream.needs_input and not data:
+                raise EOFError("xz stream is truncated (it ends before its end-of-stream marker)")
+            self._offset += len(data)
+            try:
+                out = stream.decompress(data, size)
+            except lzma.LZMAError as exc:
+                raise lzma.LZMAError(f"{exc} (xz stream near byte {self._offset})") from exc
+            if stream.eof:
+                self._pending, self._stream, self._padding = stream.unused_data, None, 0
+                self._offset -= len(self._pending)
+            if out:
+                return out
+
+    def _between_streams(self) -> bool:
+        """Skip stream padding; True when another stream starts, False at the end."""
+        while True:
+            data = self._input()
+            if not data:
+                if self._padding % 4:
+                    raise lzma.LZMAError(f"xz stream padding of {self._padding} bytes is not a multiple of four")
+                return False
+            rest = data.lstrip(b"\0")
+            self._padding += len(data) - len(rest)
+            self._offset += len(data) - len(rest)
+            if not rest:
+                continue
+            if self._padding % 4 or not XZ_MAGIC.startswith(rest[: len(XZ_MAGIC)]):
+                raise lzma.LZMAError(f"data after the xz stream at byte {self._offset} is no xz stream")
+            self._pending, self._stream = rest, lzma.LZMADecompressor(lzma.FORMAT_XZ)
+            return True
+
+
+def xz_reader(raw: ByteStream) -> ByteStream:
+    """An xz file of one or more streams, decompressed, that refuses trailing garbage."""
+    return io.BufferedReader(XzStreams(raw), XZ_CHUNK)
+
+
 class ByteStream(Protocol):
     """What the readers here use of the stream they wrap: ``read``.
 
@@ -270,7 +347,7 @@ def decompressing_reader(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
     elif compression == "zstd":
         stream = zstd_reader(raw)
     elif compression == "xz":
-        stream = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - returned to the caller
+        stream = xz_reader(raw)
     elif compression == "bzip2":
         stream = bz2.BZ2File(raw, mode="rb")
     else:
