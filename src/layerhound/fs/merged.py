@@ -36,7 +36,8 @@ class Node:
 
     entry: Entry
     layer_index: int
-    origin: Origin | None = None
+    link_origin: Origin | None = None
+    """A hard link's origin: the member that carried its bytes (a regular file's is its own)."""
     children: dict[str, Node] | None = None
     owner: object = None
     """The view allowed to change this node in place; any other view clones it first."""
@@ -44,6 +45,20 @@ class Node:
     @property
     def is_dir(self) -> bool:
         return self.children is not None
+
+    @property
+    def origin(self) -> Origin | None:
+        """Where the bytes came from: (layer index, member path); None for what carries none.
+
+        Made on demand, not stored: a million-member layer would hold a million tuples.
+        """
+        if self.entry.type is EntryType.FILE:
+            return (self.layer_index, self.entry.path)
+        return self.link_origin
+
+
+IMPLIED_DIR = Entry("/", EntryType.DIR, 0, 0o755)
+"""The entry of a directory no member names, only implies (``a/b`` without ``a/``)."""
 
 
 def _components(path: str) -> list[str]:
@@ -55,7 +70,7 @@ class MergedView:
 
     def __init__(self) -> None:
         self._token = object()
-        self.root = Node(Entry("/", EntryType.DIR, 0, 0o755), -1, None, {}, self._token)
+        self.root = Node(IMPLIED_DIR, -1, None, {}, self._token)
         self.aliases: dict[Origin, set[str]] = {}
         """Paths whose bytes came from another member (hard links), by origin."""
 
@@ -90,19 +105,14 @@ class MergedView:
                     for name, child in node.children.items()
                     if child.layer_index >= index
                 }
-        origins: dict[str, Origin | None] = {}
         for entry in layer.entries:
             origin: Origin | None = None
-            if entry.type is EntryType.FILE:
-                origin = (index, entry.path)
-            elif entry.type is EntryType.HARDLINK:
-                origin = origins.get(entry.linkname)
-                if origin is None:
-                    target = self.lookup(entry.linkname)
-                    origin = target.origin if target is not None else None
+            if entry.type is EntryType.HARDLINK:
+                # The target is an earlier member of this layer (already in the view) or a lower layer's file.
+                target = self.lookup(entry.linkname)
+                origin = target.origin if target is not None else None
                 if origin is not None:
                     self.aliases.setdefault(origin, set()).add(entry.path)
-            origins[entry.path] = origin
             self._put(entry, index, origin)
 
     def final_paths(self, origin: Origin) -> list[str]:
@@ -121,7 +131,7 @@ class MergedView:
         if node.owner is self._token:
             return node
         children = dict(node.children) if node.children is not None else None
-        return Node(node.entry, node.layer_index, node.origin, children, self._token)
+        return Node(node.entry, node.layer_index, node.link_origin, children, self._token)
 
     def _owned_root(self) -> Node:
         self.root = self._own(self.root)
@@ -147,7 +157,7 @@ class MergedView:
             if child is None or child.children is None:
                 # Missing, or a non-directory in a lower layer: the tar says a
                 # directory is here now (runtimes create it the same way).
-                child = Node(Entry("/", EntryType.DIR, 0, 0o755), index, None, {}, self._token)
+                child = Node(IMPLIED_DIR, index, None, {}, self._token)
             else:
                 child = self._own(child)
             node.children[part] = child

@@ -281,17 +281,32 @@ _ENTRY_TYPES = {
 }
 
 
+_MODES: dict[int, int] = {}
+"""One int object per distinct mode: a layer has a handful of modes and may have a million members."""
+MAX_SHARED_MODES = 4096
+
+
+def _shared_mode(mode: int) -> int:
+    shared = _MODES.get(mode)
+    if shared is None:
+        if len(_MODES) >= MAX_SHARED_MODES:
+            return mode
+        shared = _MODES[mode] = mode
+    return shared
+
+
 def header_entry(header: TarHeader) -> Entry:
     """Translate a tar header into an ``Entry`` without trusting its path."""
     path = image_path(header.name)
     kind = _ENTRY_TYPES[header.kind]
+    mode = _shared_mode(header.mode)
     if kind is EntryType.FILE:
-        return Entry(path, kind, header.size, header.mode)
+        return Entry(path, kind, header.size, mode)
     if kind is EntryType.SYMLINK:
-        return Entry(path, kind, 0, header.mode, header.linkname)
+        return Entry(path, kind, 0, mode, header.linkname)
     if kind is EntryType.HARDLINK:
-        return Entry(path, kind, 0, header.mode, image_path(header.linkname))
-    return Entry(path, kind, 0, header.mode)
+        return Entry(path, kind, 0, mode, image_path(header.linkname))
+    return Entry(path, kind, 0, mode)
 
 
 PSEUDO_FILESYSTEMS = frozenset({
