@@ -4,6 +4,7 @@
 #   make test   lint (ruff, mypy --strict), then run the test suite
 #   make lint   only the linters
 #   make bench  layerhound vs Trivy vs decompression, side by side (bench/compare.py)
+#   make fuzz   every fuzz harness for FUZZ_SECONDS (600) each (fuzz/run.py)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,7 +20,7 @@ APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certifica
 	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql chromium podman buildah e2fsprogs time
 PYTEST_ARGS ?= -n 2
 
-.PHONY: all setup system-deps venv test demo bench lint clean
+.PHONY: all setup system-deps venv test demo bench fuzz lint clean
 
 all: test
 
@@ -44,7 +45,7 @@ venv: $(VENV)/.installed
 setup: system-deps venv
 
 lint: venv
-	$(BIN)/ruff check src tests demo bench
+	$(BIN)/ruff check src tests demo bench fuzz
 	$(BIN)/mypy
 
 test: setup
@@ -56,6 +57,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/compare.py
+
+# Every fuzz harness for FUZZ_SECONDS each (make test runs them for 30 s each).
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS) --json fuzz/last-run.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -97,6 +97,8 @@ def sqlite_blobs(data: bytes) -> Iterator[bytes]:
     if image[18] == 2 or image[19] == 2:
         image[18] = image[19] = 1
     connection = sqlite3.connect(":memory:")
+    # Text in the file is the file's: not valid UTF-8 is read with replacements, not an exception.
+    connection.text_factory = lambda raw: raw.decode("utf-8", "replace")
     deadline = time.monotonic() + SQLITE_TIME_LIMIT
 
     def too_long() -> int:
@@ -119,6 +121,10 @@ def sqlite_blobs(data: bytes) -> Iterator[bytes]:
                 if not isinstance(blob, bytes):
                     raise RpmDatabaseError(f"rpmdb.sqlite Packages row {hnum}: blob is {type(blob).__name__}")
                 yield blob
+        except UnicodeDecodeError as exc:  # sqlite's own message quotes the file's bytes
+            raise RpmDatabaseError(
+                f"rpmdb.sqlite unreadable: a malformed schema with text that is not UTF-8 ({exc.reason})"
+            ) from exc
         except sqlite3.Error as exc:
             if time.monotonic() > deadline:
                 raise RpmDatabaseError(f"rpmdb.sqlite: gave up after {SQLITE_TIME_LIMIT:.0f} s") from exc

@@ -1,0 +1,1 @@
+"""Fuzz harnesses for the parsers of untrusted bytes (``python -m fuzz.run``)."""
