@@ -181,12 +181,11 @@ class StartAnalysis:
         return Start(False, f"{supervisor} runs, but none of its service definitions starts sshd: {shown}")
 
     def _systemd(self, shown: str) -> Start:
-        system = self.view.lookup("/etc/systemd/system")
         enabled: list[str] = []
-        if system is not None and system.children:
-            for target, node in sorted(system.children.items()):
-                if target.endswith(".wants") and node.children:
-                    enabled.extend(f"{target}/{u}" for u in SYSTEMD_UNITS if u in node.children)
+        for target, node in sorted(self.view.listing("/etc/systemd/system").items()):
+            if target.endswith(".wants") and node.children:
+                wants = self.view.listing(f"/etc/systemd/system/{target}")
+                enabled.extend(f"{target}/{u}" for u in SYSTEMD_UNITS if u in wants)
         if enabled:
             return Start(
                 True,

@@ -39,6 +39,8 @@ class Node:
     link_origin: Origin | None = None
     """A hard link's origin: the member that carried its bytes (a regular file's is its own)."""
     children: dict[str, Node] | None = None
+    """A directory's entries, keyed by their full path ("/usr/lib/x", the member's own ``path``
+    string, so a million members hold no second copy of their names)."""
     owner: object = None
     """The view allowed to change this node in place; any other view clones it first."""
 
@@ -63,6 +65,16 @@ IMPLIED_DIR = Entry("/", EntryType.DIR, 0, 0o755)
 
 def _components(path: str) -> list[str]:
     return [part for part in path.split("/") if part and part != "."]
+
+
+def _prefixes(path: str) -> list[str]:
+    """The canonical path of every directory level of ``path``: "/a//b" -> ["/a", "/a/b"]."""
+    out: list[str] = []
+    prefix = ""
+    for part in _components(path):
+        prefix = f"{prefix}/{part}"
+        out.append(prefix)
+    return out
 
 
 class MergedView:
@@ -140,66 +152,75 @@ class MergedView:
     def _owned_dir(self, path: str) -> Node | None:
         """The existing node at ``path``, made changeable (with its parents); None if absent."""
         node = self._owned_root()
-        for part in _components(path):
-            if node.children is None or part not in node.children:
+        for key in _prefixes(path):
+            if node.children is None or key not in node.children:
                 return None
-            child = self._own(node.children[part])
-            node.children[part] = child
+            child = self._own(node.children[key])
+            node.children[key] = child
             node = child
         return node
 
-    def _parent(self, path: str, index: int) -> Node:
-        """The directory node holding ``path``, creating implied directories."""
+    def _parent(self, path: str, index: int) -> tuple[Node, str]:
+        """The directory node holding ``path`` (creating implied directories) and ``path``'s key in it."""
         node = self._owned_root()
-        for part in _components(posixpath.dirname(path)):
+        *dirs, key = _prefixes(path)
+        for prefix in dirs:
             assert node.children is not None
-            child = node.children.get(part)
+            child = node.children.get(prefix)
             if child is None or child.children is None:
                 # Missing, or a non-directory in a lower layer: the tar says a
                 # directory is here now (runtimes create it the same way).
                 child = Node(IMPLIED_DIR, index, None, {}, self._token)
             else:
                 child = self._own(child)
-            node.children[part] = child
+            node.children[prefix] = child
             node = child
-        return node
+        return node, key
 
     def _put(self, entry: Entry, index: int, origin: Origin | None) -> None:
-        if entry.path == "/":
+        if not _components(entry.path):
             return
-        parent = self._parent(entry.path, index)
+        parent, key = self._parent(entry.path, index)
+        if key == entry.path:
+            key = entry.path  # the member's own string object, not an equal copy
         assert parent.children is not None
-        name = posixpath.basename(entry.path)
-        existing = parent.children.get(name)
+        existing = parent.children.get(key)
         if entry.type is EntryType.DIR:
             children = None
             if existing is not None and existing.children is not None:
                 children = existing.children if existing.owner is self._token else dict(existing.children)
-            parent.children[name] = Node(entry, index, None, children if children is not None else {}, self._token)
+            node = Node(entry, index, None, children if children is not None else {}, self._token)
         else:
-            parent.children[name] = Node(entry, index, origin, None, self._token)
+            node = Node(entry, index, origin, None, self._token)
+        parent.children.pop(key, None)  # so the dict keeps this key object, not the replaced one's
+        parent.children[key] = node
 
     def _remove(self, path: str) -> None:
-        parts = _components(path)
-        if not parts:
+        keys = _prefixes(path)
+        if not keys:
             return
-        parent = self._owned_dir("/" + "/".join(parts[:-1]))
+        parent = self._owned_dir(keys[-2] if len(keys) > 1 else "/")
         if parent is not None and parent.children is not None:
-            parent.children.pop(parts[-1], None)
+            parent.children.pop(keys[-1], None)
 
     def lookup(self, path: str) -> Node | None:
         """The node at ``path`` taken literally (no symlink is followed)."""
         node: Node | None = self.root
-        for part in path.split("/"):
-            if not part or part == ".":
-                continue
+        for key in _prefixes(path):
             children = node.children if node is not None else None
             if children is None:
                 return None
-            node = children.get(part)
+            node = children.get(key)
             if node is None:
                 return None
         return node
+
+    def listing(self, path: str) -> dict[str, Node]:
+        """A directory's entries by name (empty when ``path`` is no directory)."""
+        node = self.lookup(path)
+        if node is None or node.children is None:
+            return {}
+        return {posixpath.basename(key): child for key, child in node.children.items()}
 
     def resolve(self, path: str) -> tuple[str, Node] | None:
         """Follow symlinks inside the image, like the kernel would in a chroot.
@@ -242,8 +263,8 @@ class MergedView:
             path, node = stack.pop()
             yield path, node
             if node.children:
-                for name in sorted(node.children, reverse=True):
-                    stack.append((posixpath.join(path, name), node.children[name]))
+                for key in sorted(node.children, reverse=True):
+                    stack.append((key, node.children[key]))
 
 
 class ViewCache:

@@ -86,7 +86,9 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
     walk = _LayerWalk(layer, detectors)
     result = walk.result
     stats = result.stats
-    seen: set[str] = set()
+    # Paths whose copy so far left findings or facts: a later copy replaces those (``_replaced``).
+    # Only these, not every path seen: a layer may have a million members.
+    with_results: set[str] = set()
     for member in layer.members():
         entry = member.entry
         stats.entries += 1
@@ -98,13 +100,16 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
             else:
                 result.whiteouts.append(posixpath.join(parent, name[len(WHITEOUT_PREFIX):]))
             continue
-        if entry.path in seen:
+        if entry.path in with_results:
             _replaced(result, entry.path)
-        seen.add(entry.path)
+            with_results.discard(entry.path)
         result.entries.append(entry)
         if entry.type is not EntryType.FILE or entry.size == 0:
             continue
+        before = len(result.findings) + len(result.facts)
         walk.judge(member, None, entry.path)
+        if len(result.findings) + len(result.facts) > before:
+            with_results.add(entry.path)
     stats.compression = layer.compression
     stats.not_walked.extend(layer.notes)
     result.diff_id = layer.walked_diff_id
@@ -132,11 +137,13 @@ def put_in_order(result: LayerResult, detectors: Sequence[Detector]) -> None:
     made exact, so a result kept as per-detector parts (``store.parts``) and
     merged back equals a fresh walk of the same blob.
     """
+    named = {item.path for item in result.findings} | {item.path for item in result.facts}
     position: dict[str, int] = {}
     for index, entry in enumerate(result.entries):
-        position.setdefault(entry.path, index)
+        if entry.path in named:
+            position.setdefault(entry.path, index)
     rank = {d.name: i for i, d in enumerate(detectors)}
-    last = len(position)
+    last = len(result.entries)
 
     def key(item: Finding | Fact) -> tuple[int, int]:
         return position.get(item.path, last), rank.get(item.detector, len(rank))
