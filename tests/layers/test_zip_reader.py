@@ -87,3 +87,27 @@ def test_a_truncated_zip_is_an_error_never_a_partial_success(cut: float) -> None
     data = make_zip(zipfile.ZIP_DEFLATED)
     with pytest.raises(ARCHIVE_ERRORS):
         read_members(data[: int(len(data) * cut)])
+
+
+def _with_unneeded_zip64_records(data: bytes) -> bytes:
+    """What PyTorch writes: a zip64 end record and locator before the end record of a small zip."""
+    import struct
+
+    end = data.rfind(b"PK\x05\x06")
+    _, _, entries, total, size, offset = struct.unpack("<4HII", data[end + 4 : end + 20])
+    record_at = end
+    record = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, total, size, offset)
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, record_at, 1)
+    return data[:end] + record + locator + data[end:]
+
+
+@pytest.mark.parametrize("prepended", [b"", b"#!/bin/sh\nexec python3 \"$0\"\n"])
+def test_zip64_records_a_small_zip_does_not_need_are_read_as_zipfile_reads_them(prepended: bytes) -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for index in range(6):
+            archive.writestr(f"model/data-{index}.pkl", b"x" * (index * 50))
+    data = prepended + _with_unneeded_zip64_records(out.getvalue())
+    expected = zipfile_members(data)
+    assert len(expected) == 6
+    assert read_members(data) == expected

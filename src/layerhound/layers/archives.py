@@ -611,15 +611,16 @@ def _zip_directory(view: memoryview) -> tuple[int, int, int]:
         raise ArchiveError("not a zip: no end of central directory record")
     end_at = tail_start + at
     _, _, _, count, size, offset = struct.unpack("<4HII", tail[at + 4 : at + 20])
-    if 0xFFFFFFFF in (size, offset) or count == 0xFFFF:
-        locator = bytes(view[end_at - 20 : end_at])
-        if len(locator) < 20 or locator[:4] != _ZIP64_LOCATOR:
-            raise ArchiveError("zip64 end of central directory locator missing")
-        end_at = struct.unpack("<Q", locator[8:16])[0]
-        record = bytes(view[end_at : end_at + 56])
-        if len(record) < 56 or record[:4] != _ZIP64_END:
-            raise ArchiveError("zip64 end of central directory record missing")
+    # A zip64 record and its locator sit right before the end record whenever a writer adds them,
+    # needed or not (PyTorch always does): the central directory then ends before them. Found by
+    # position, as zipfile and unzip do: the locator's stored offset is off by any prepended data.
+    locator = bytes(view[max(0, end_at - 20) : end_at])
+    record = bytes(view[max(0, end_at - 76) : max(0, end_at - 20)])
+    if len(locator) == 20 and locator[:4] == _ZIP64_LOCATOR and len(record) == 56 and record[:4] == _ZIP64_END:
+        end_at -= 76
         size, offset = struct.unpack("<QQ", record[40:56])
+    elif 0xFFFFFFFF in (size, offset) or count == 0xFFFF:
+        raise ArchiveError("zip64 end of central directory record or locator missing")
     prepended = end_at - size - offset
     if prepended < 0:
         raise ArchiveError("zip central directory lies outside the file")
