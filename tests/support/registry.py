@@ -31,6 +31,7 @@ import secrets
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -505,7 +506,9 @@ def push(
 # ---------------------------------------------------------------- fault proxy
 
 
-FaultKind = Literal["status", "drop", "corrupt", "redirect", "headers", "delay"]
+FaultKind = Literal["status", "drop", "corrupt", "redirect", "headers", "delay", "reset", "slow"]
+"""``reset``: the connection is closed with a TCP RST before any answer; ``slow``: the body
+dribbles out in 4 KiB pieces, ``seconds`` apart; ``delay``: the answer stalls ``seconds``."""
 
 
 @dataclass
@@ -679,6 +682,12 @@ class FaultProxy(BackgroundServer):
                     if fault.kind == "delay":
                         time.sleep(fault.seconds)
                 for fault in faults:
+                    if fault.kind == "reset":
+                        owner._record(self.command, self.path, headers, 0)
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.close_connection = True
+                        self.connection.close()
+                        return
                     if fault.kind == "status":
                         owner._record(self.command, self.path, headers, fault.status)
                         extra = list(fault.headers.items())
@@ -704,7 +713,22 @@ class FaultProxy(BackgroundServer):
                     elif fault.kind == "drop" and status in (200, 206):
                         self._send_partial(status, response_headers, body)
                         return
+                    elif fault.kind == "slow" and status in (200, 206) and self.command != "HEAD":
+                        self._send_slowly(status, response_headers, body, fault.seconds)
+                        return
                 self._send(status, response_headers, body, length)
+
+            def _send_slowly(self, status: int, headers: Sequence[tuple[str, str]], body: bytes, pause: float) -> None:
+                self.send_response(status)
+                for key, value in headers:
+                    if key.lower() not in _HOP_BY_HOP:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for start in range(0, len(body), 4096):
+                    self.wfile.write(body[start : start + 4096])
+                    self.wfile.flush()
+                    time.sleep(pause)
 
             def _send_partial(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
                 """Promise the whole body, send half, then drop the connection."""
