@@ -45,7 +45,7 @@ def test_whiteout_deletes_file_and_subtree_of_lower_layers() -> None:
 def test_whiteout_then_recreate_in_same_layer_keeps_new_file() -> None:
     view = MergedView.build([layer(f("/lib/x")), layer(f("/lib/x"), whiteouts=("/lib/x",))])
     node = view.lookup("/lib/x")
-    assert node is not None and node.layer_index == 1 and node.origin == (1, "/lib/x")
+    assert node is not None and node.layer_index == 1 and node.origin == (1, "/lib/x", False)
 
 
 def test_opaque_dir_hides_lower_children_only() -> None:
@@ -61,14 +61,14 @@ def test_opaque_dir_hides_lower_children_only() -> None:
 def test_upper_file_replaces_lower_and_changes_origin() -> None:
     view = MergedView.build([layer(f("/usr/lib/liblzma.so.5")), layer(f("/usr/lib/liblzma.so.5"))])
     node = view.lookup("/usr/lib/liblzma.so.5")
-    assert node is not None and node.origin == (1, "/usr/lib/liblzma.so.5")
+    assert node is not None and node.origin == (1, "/usr/lib/liblzma.so.5", False)
 
 
 def test_hard_link_shares_origin_and_survives_deletion_of_original() -> None:
     view = MergedView.build([layer(f("/a"), h("/b", "/a")), layer(whiteouts=("/a",))])
     assert view.lookup("/a") is None
     node = view.lookup("/b")
-    assert node is not None and node.origin == (0, "/a")
+    assert node is not None and node.origin == (0, "/a", False)
 
 
 def test_symlinks_resolve_inside_the_image_including_usrmerge() -> None:
@@ -111,8 +111,8 @@ def test_a_fork_shares_nothing_it_changes() -> None:
     fork = base.fork()
     fork.apply(1, layer(f("/etc/c"), f("/opt/y"), whiteouts=("/etc/a",), opaque=("/opt",)))
     assert listing(base) == before
-    assert base.final_paths((0, "/etc/a")) == ["/etc/a", "/etc/link"]
-    assert fork.final_paths((0, "/etc/a")) == ["/etc/link"]  # deleted, but its hard link keeps the bytes
+    assert base.final_paths((0, "/etc/a", False)) == ["/etc/a", "/etc/link"]
+    assert fork.final_paths((0, "/etc/a", False)) == ["/etc/link"]  # deleted, but its hard link keeps the bytes
     assert fork.lookup("/opt/x") is None and fork.lookup("/opt/y") is not None
     # The parent can still change on its own, and the fork does not see it.
     base.apply(1, layer(f("/etc/d")))

@@ -42,3 +42,19 @@ def test_the_last_copy_of_a_path_is_the_one_judged_in_place(tmp_path: Path, impl
     else:
         assert image["verdict"] == "backdoor-in-history"
         assert all(f["evidence"].get("replaced_later_in_layer") for f in signatures)
+
+
+def test_a_hard_link_made_before_the_replacement_keeps_the_implant(tmp_path: Path, implant_so: bytes) -> None:
+    """implant, a hard link to it, then a clean copy over the first name: the link still holds the implant."""
+    from tests.support.imagewriter import hardlink
+
+    link = "/usr/lib/x86_64-linux-gnu/liblzma.so.5"
+    layer = Layer([(LIB, file(implant_so, 0o755)), (link, hardlink(LIB)), (LIB, file(CLEAN, 0o755))])
+    write_oci(tmp_path / "layout", ImageSpec([layer]))
+    assert unpacked_by_umoci(tmp_path / "layout", tmp_path / "bundle") == CLEAN
+    assert (tmp_path / "bundle" / "rootfs" / link.lstrip("/")).read_bytes() == implant_so
+    run = scan_json("--no-cache", f"oci:{tmp_path / 'layout'}:latest")
+    [image] = run.images
+    assert image["verdict"] in ("backdoored-reachable", "backdoored-dormant"), image["reasons"]
+    signatures = [f for f in image["findings"] if f["kind"] == "signature"]
+    assert {(f["path"], f["in_final_fs"]) for f in signatures} == {(LIB, False), (link, True)}

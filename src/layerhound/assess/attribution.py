@@ -21,7 +21,7 @@ def final_facts(view: MergedView, layers: Sequence[LayerResult]) -> list[Fact]:
     facts: list[Fact] = []
     for index, layer in enumerate(layers):
         for fact in layer.facts:
-            for path in view.final_paths((index, fact.path)):
+            for path in view.final_paths((index, fact.path, bool(fact.data.get(REPLACED_IN_LAYER)))):
                 facts.append(fact if path == fact.path else dataclasses.replace(fact, path=path))
     return facts
 
@@ -31,8 +31,8 @@ def attribute_findings(view: MergedView, layers: Sequence[LayerResult]) -> list[
     attributed: list[Finding] = []
     for index, layer in enumerate(layers):
         for finding in layer.findings:
-            # The copy a later entry of the same layer replaced is history, whatever the view shows.
-            paths = [] if finding.evidence.get(REPLACED_IN_LAYER) else view.final_paths((index, finding.path))
+            # The copy a later entry of the same layer replaced lives on only under hard links made before.
+            paths = view.final_paths((index, finding.path, bool(finding.evidence.get(REPLACED_IN_LAYER))))
             attributed.append(dataclasses.replace(finding, in_final_fs=finding.path in paths))
             for alias in paths:
                 if alias != finding.path:

@@ -26,8 +26,10 @@ from layerhound.model import Entry, EntryType, LayerResult
 MAX_SYMLINKS = 40
 """Same bound as Linux's path resolution (ELOOP)."""
 
-Origin = tuple[int, str]
-"""(layer index, path of the member that carried the bytes in that layer)."""
+Origin = tuple[int, str, bool]
+"""(layer index, path of the member that carried the bytes in that layer, whether a later
+member of that layer replaced that path): the bytes a hard link made before the replacement
+keeps are the earlier copy's, as unpacking leaves them (checked against umoci)."""
 
 
 @dataclass(slots=True)
@@ -55,7 +57,7 @@ class Node:
         Made on demand, not stored: a million-member layer would hold a million tuples.
         """
         if self.entry.type is EntryType.FILE:
-            return (self.layer_index, self.entry.path)
+            return (self.layer_index, self.entry.path, False)
         return self.link_origin
 
 
@@ -194,6 +196,20 @@ class MergedView:
             node = Node(entry, index, origin, None, self._token)
         parent.children.pop(key, None)  # so the dict keeps this key object, not the replaced one's
         parent.children[key] = node
+        if existing is not None and existing.layer_index == index and existing.entry.type is EntryType.FILE:
+            self._relink_replaced((index, key, False))
+
+    def _relink_replaced(self, copy: Origin) -> None:
+        """A path replaced within its own layer: hard links made to it keep the earlier copy's bytes."""
+        links = self.aliases.pop(copy, None)
+        if not links:
+            return
+        earlier: Origin = (copy[0], copy[1], True)
+        for path in links:
+            node = self._owned_dir(path)
+            if node is not None and node.link_origin == copy:
+                node.link_origin = earlier
+        self.aliases.setdefault(earlier, set()).update(links)
 
     def _remove(self, path: str) -> None:
         keys = _prefixes(path)

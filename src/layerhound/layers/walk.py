@@ -46,7 +46,7 @@ from layerhound.model import REPLACED_IN_LAYER, Entry, EntryType, Fact, Finding,
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
-WALK_VERSION = 2
+WALK_VERSION = 3
 """Bump whenever the walk itself could yield different results for the same
 blob (whiteout handling, what is read, how findings are attributed)."""
 
@@ -120,14 +120,17 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
 def _replaced(result: LayerResult, path: str) -> None:
     """A path appears again in the layer: unpacking keeps the last entry (Go's archive/tar, containerd).
 
-    The findings about the earlier copy stay, as history (``REPLACED_IN_LAYER``: never in the
-    final filesystem); its facts go, since they describe bytes no runtime leaves in place.
+    The findings and facts about the earlier copy are marked ``REPLACED_IN_LAYER``: history at
+    that path, yet still the bytes of any hard link made to it before (the merged view knows).
     """
     result.findings[:] = [
         dataclasses.replace(f, evidence={**f.evidence, REPLACED_IN_LAYER: True}) if f.path == path else f
         for f in result.findings
     ]
-    result.facts[:] = [fact for fact in result.facts if fact.path != path]
+    result.facts[:] = [
+        dataclasses.replace(f, data={**f.data, REPLACED_IN_LAYER: True}) if f.path == path else f
+        for f in result.facts
+    ]
 
 
 def put_in_order(result: LayerResult, detectors: Sequence[Detector]) -> None:
