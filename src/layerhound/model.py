@@ -141,6 +141,26 @@ class LayerStats:
     archive_notes: list[str] = field(default_factory=list)
     """Archives not opened or not read to the end: over a bound, corrupt or
     unsupported, and members not judged (encrypted); never silent."""
+    findings_over_bound: int = 0
+    """Findings of this layer past ``MAX_FINDINGS``: counted, not listed (the verdict says so)."""
+
+
+MAX_FINDINGS = 10_000
+"""Findings one layer lists. A crafted layer of 200,000 hard links to one implant (or as many
+tiny files matching a signature) costs a megabyte compressed; listing each would not be flat."""
+MAX_LISTED = 1_000
+"""Entries each of a layer's note lists holds; the rest are counted in one last entry."""
+
+
+def add_note(notes: list[str], note: str) -> None:
+    """Append ``note``, listing at most ``MAX_LISTED``; past that the last entry counts the rest."""
+    if len(notes) < MAX_LISTED:
+        notes.append(note)
+    elif len(notes) == MAX_LISTED:
+        notes.append("... and 1 more")
+    else:
+        more = int(notes[-1].split()[2]) + 1
+        notes[-1] = f"... and {more} more"
 
 
 

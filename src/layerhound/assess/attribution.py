@@ -15,6 +15,10 @@ from collections.abc import Sequence
 from layerhound.fs.merged import MergedView
 from layerhound.model import REPLACED_IN_LAYER, Fact, Finding, LayerResult
 
+MAX_ALIASES = 100
+"""Hard-link names a finding is repeated under; the last one listed counts the rest
+(``more_hard_links``). 200,000 links to one implant cost a megabyte of layer."""
+
 
 def final_facts(view: MergedView, layers: Sequence[LayerResult]) -> list[Fact]:
     """The facts about files of the final filesystem, under each path they have there."""
@@ -34,14 +38,10 @@ def attribute_findings(view: MergedView, layers: Sequence[LayerResult]) -> list[
             # The copy a later entry of the same layer replaced lives on only under hard links made before.
             paths = view.final_paths((index, finding.path, bool(finding.evidence.get(REPLACED_IN_LAYER))))
             attributed.append(dataclasses.replace(finding, in_final_fs=finding.path in paths))
-            for alias in paths:
-                if alias != finding.path:
-                    attributed.append(
-                        dataclasses.replace(
-                            finding,
-                            path=alias,
-                            in_final_fs=True,
-                            evidence={**finding.evidence, "hard_link_to": finding.path},
-                        )
-                    )
+            aliases = [alias for alias in paths if alias != finding.path]
+            for alias in aliases[:MAX_ALIASES]:
+                evidence = {**finding.evidence, "hard_link_to": finding.path}
+                if alias == aliases[MAX_ALIASES - 1] and len(aliases) > MAX_ALIASES:
+                    evidence["more_hard_links"] = len(aliases) - MAX_ALIASES
+                attributed.append(dataclasses.replace(finding, path=alias, in_final_fs=True, evidence=evidence))
     return attributed

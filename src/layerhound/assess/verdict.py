@@ -16,7 +16,7 @@ from layerhound.assess.attribution import attribute_findings, final_facts
 from layerhound.assess.consistency import package_consistency
 from layerhound.assess.reachability import assess_reachability
 from layerhound.fs.merged import MergedView, ViewCache
-from layerhound.model import Finding, ImageResult, Indicates, Kind, LayerResult, Verdict
+from layerhound.model import MAX_FINDINGS, Finding, ImageResult, Indicates, Kind, LayerResult, Verdict
 
 ASSESS_VERSION = 1
 """Bump whenever the same layer results could give another verdict or other reasons (the ladder,
@@ -140,4 +140,7 @@ def _layer_notes(layers: Sequence[LayerResult]) -> list[str]:
             notes.append(f"detector error in {_short(layer.digest)}: {error}")
         for note in layer.stats.archive_notes:
             notes.append(f"archive not fully inspected in {_short(layer.digest)}: {note}")
+        if layer.stats.findings_over_bound:
+            notes.append(f"findings not listed in {_short(layer.digest)}: {layer.stats.findings_over_bound} more "
+                         f"after the first {MAX_FINDINGS} (the verdict counts what is listed)")
     return notes

@@ -41,7 +41,16 @@ from layerhound.layers.fileview import FileView
 from layerhound.layers.heap import bound_heap
 from layerhound.layers.layer import Layer, describe
 from layerhound.layers.stream import CHUNK
-from layerhound.model import REPLACED_IN_LAYER, Entry, EntryType, Fact, Finding, LayerResult
+from layerhound.model import (
+    MAX_FINDINGS,
+    REPLACED_IN_LAYER,
+    Entry,
+    EntryType,
+    Fact,
+    Finding,
+    LayerResult,
+    add_note,
+)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -213,7 +222,7 @@ class _LayerWalk:
         )
         fitting = [d for d in wanted if entry.size <= d.max_size]
         if len(fitting) < len(wanted):
-            stats.skipped_oversize.append(where)
+            add_note(stats.skipped_oversize, where)
         candidate = self._archive_to_open(member, head, scope, where)
         if not fitting and candidate is None:
             return
@@ -283,7 +292,7 @@ class _LayerWalk:
             return None
 
     def _failed(self, detector: str, where: str, exc: Exception) -> None:
-        self.result.stats.detector_errors.append(f"{detector}: {where}: {describe(exc)}")
+        add_note(self.result.stats.detector_errors, f"{detector}: {where}: {describe(exc)}")
 
     def _keep(self, item: Finding | Fact, sha256: str, scope: Scope | None, name: str) -> None:
         if isinstance(item, Fact):
@@ -295,7 +304,11 @@ class _LayerWalk:
         )
         if scope is not None and finding is not None:
             finding = archives.finding_inside(finding, scope, name, sha256)
-        if finding is not None:
+        if finding is None:
+            return
+        if len(self.result.findings) >= MAX_FINDINGS:
+            self.result.stats.findings_over_bound += 1
+        else:
             self.result.findings.append(finding)
 
     def _archive_to_open(self, member: Judged, head: bytes, scope: Scope | None, where: str) -> Candidate | None:
@@ -355,7 +368,7 @@ class _LayerWalk:
             )
 
     def _note(self, note: str) -> None:
-        self.result.stats.archive_notes.append(note)
+        add_note(self.result.stats.archive_notes, note)
 
 
 _PENDING = "(sha256 pending)"
