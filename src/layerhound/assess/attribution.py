@@ -39,9 +39,9 @@ def attribute_findings(view: MergedView, layers: Sequence[LayerResult]) -> list[
             paths = view.final_paths((index, finding.path, bool(finding.evidence.get(REPLACED_IN_LAYER))))
             attributed.append(dataclasses.replace(finding, in_final_fs=finding.path in paths))
             aliases = [alias for alias in paths if alias != finding.path]
-            for alias in aliases[:MAX_ALIASES]:
+            for number, alias in enumerate(aliases[:MAX_ALIASES], 1):
                 evidence = {**finding.evidence, "hard_link_to": finding.path}
-                if alias == aliases[MAX_ALIASES - 1] and len(aliases) > MAX_ALIASES:
+                if number == MAX_ALIASES and len(aliases) > MAX_ALIASES:
                     evidence["more_hard_links"] = len(aliases) - MAX_ALIASES
                 attributed.append(dataclasses.replace(finding, path=alias, in_final_fs=True, evidence=evidence))
     return attributed
