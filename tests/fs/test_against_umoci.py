@@ -15,14 +15,16 @@ import hashlib
 import os
 import stat
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from layerhound.detectors.base import Detector
 from layerhound.detectors.registry import ALL_DETECTORS
 from layerhound.fs.merged import MergedView
 from layerhound.layers.walk import walk_layer
-from layerhound.model import EntryType
+from layerhound.model import Entry, EntryType, Finding
 from layerhound.sources import open_images
 from tests.support.imagewriter import (
     ImageSpec,
@@ -119,3 +121,62 @@ def test_the_merged_view_is_what_umoci_unpacks(case: str, tmp_path: Path) -> Non
     stack = CASES[case]
     write_oci(tmp_path / "layout", ImageSpec([Layer(layer) for layer in stack]))
     assert _ours(tmp_path / "layout", stack) == _umoci(tmp_path / "layout", tmp_path / "bundle")
+
+
+class _Hashes(Detector):
+    """Records the sha256 the walk computed of every file it was given whole."""
+
+    name = "hashes-seen"
+    version = 1
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def wants(self, entry: Entry, head: bytes) -> bool:
+        return True
+
+    def rule_tables(self) -> dict[str, object]:
+        return {}
+
+    def inspect(self, entry: Entry, data: bytes) -> Iterable[Finding]:
+        return []
+
+    def inspect_hashed(self, entry: Entry, data: bytes, sha256: str) -> Iterable[Finding]:
+        self.seen[entry.path] = hashlib.sha256(data).hexdigest()
+        return []
+
+
+@pytest.mark.parametrize("tar_format", ["gnu", "posix"])
+def test_a_sparse_file_is_the_bytes_tar_and_umoci_write(tar_format: str, tmp_path: Path) -> None:
+    """GNU tar's sparse members, old GNU headers and PAX 1.0 maps: the bytes GNU tar extracts.
+
+    umoci unpacks the PAX form to the same bytes; the old GNU form (typeflag 'S') it refuses as
+    an unknown type. layerhound judges the file's bytes in both: refusing would let an implant
+    hide in a member a tool of the user's may well extract.
+    """
+    import gzip
+
+    source = tmp_path / "src"
+    source.mkdir()
+    sparse = source / "sparse.img"
+    with sparse.open("wb") as handle:
+        for offset, data in ((0, b"head"), (3 << 20, b"middle" * 100), ((8 << 20) - 3, b"end")):
+            handle.seek(offset)
+            handle.write(data)
+    expected = hashlib.sha256(sparse.read_bytes()).hexdigest()
+    tar = subprocess.run(["tar", "--sparse", f"--format={tar_format}", "-C", str(source), "-cf", "-", "sparse.img"],
+                         check=True, capture_output=True).stdout
+    assert len(tar) < 1 << 20  # the holes are not in the archive
+    layer = Layer.raw_blob(gzip.compress(tar), "sha256:" + hashlib.sha256(tar).hexdigest())
+    write_oci(tmp_path / "layout", ImageSpec([layer]))
+    [image] = open_images(f"oci:{tmp_path / 'layout'}:latest")
+    seen = _Hashes()
+    walked = walk_layer(image.layers[0], [seen])
+    assert [(e.path, e.size) for e in walked.entries] == [("/sparse.img", 8 << 20)]
+    assert seen.seen == {"/sparse.img": expected}
+    if tar_format == "posix":
+        assert _umoci(tmp_path / "layout", tmp_path / "bundle") == {"/sparse.img": ("file", expected)}
+    else:
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            _umoci(tmp_path / "layout", tmp_path / "bundle")
+        assert b"unknown typeflag" in refused.value.stderr
