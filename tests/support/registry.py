@@ -665,13 +665,16 @@ class FaultProxy(BackgroundServer):
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, headers: Sequence[tuple[str, str]], body: bytes, length: int) -> None:
+            def _send_head(self, status: int, headers: Sequence[tuple[str, str]], length: int) -> None:
                 self.send_response(status)
                 for key, value in headers:
                     if key.lower() not in _HOP_BY_HOP:
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(length))
                 self.end_headers()
+
+            def _send(self, status: int, headers: Sequence[tuple[str, str]], body: bytes, length: int) -> None:
+                self._send_head(status, headers, length)
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
@@ -719,12 +722,7 @@ class FaultProxy(BackgroundServer):
                 self._send(status, response_headers, body, length)
 
             def _send_slowly(self, status: int, headers: Sequence[tuple[str, str]], body: bytes, pause: float) -> None:
-                self.send_response(status)
-                for key, value in headers:
-                    if key.lower() not in _HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
+                self._send_head(status, headers, len(body))
                 for start in range(0, len(body), 4096):
                     self.wfile.write(body[start : start + 4096])
                     self.wfile.flush()
@@ -732,12 +730,7 @@ class FaultProxy(BackgroundServer):
 
             def _send_partial(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
                 """Promise the whole body, send half, then drop the connection."""
-                self.send_response(status)
-                for key, value in headers:
-                    if key.lower() not in _HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
+                self._send_head(status, headers, len(body))
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
                 self.close_connection = True
