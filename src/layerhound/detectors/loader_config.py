@@ -29,6 +29,8 @@ NEW_HEADER = struct.Struct("<20sII B3x I 12x")  # magic+version, nlibs, len_stri
 NEW_ENTRY = struct.Struct("<iIIIQ")  # flags, key, value, osversion, hwcap
 OLD_ENTRY = struct.Struct("<iII")
 MAX_CACHE_ENTRIES = 200_000
+MAX_CACHE_STRING = 4096
+"""Longest soname or path read (PATH_MAX): a search for a NUL stops there, not at the end of the file."""
 
 # ld.so.cache flag values (glibc's ldconfig.h): the ELF class/ABI of the entry.
 CACHE_ARCH = {0x0303: "x86_64", 0x0a03: "aarch64", 0x0003: "i386"}
@@ -43,6 +45,8 @@ def parse_ld_so_cache(data: bytes) -> list[tuple[str, str, str]]:
     start = 0
     if data.startswith(OLD_CACHE_MAGIC):
         # The old format precedes the new one in compat caches; skip its entries.
+        if len(data) < 16:
+            raise CacheFormatError("truncated ld.so.cache (old format) header")
         (count,) = struct.unpack_from("<I", data, 12)
         start = 16 + count * OLD_ENTRY.size
         start = (start + 7) & ~7
@@ -55,9 +59,9 @@ def parse_ld_so_cache(data: bytes) -> list[tuple[str, str, str]]:
         raise CacheFormatError(f"ld.so.cache claims {nlibs} entries that do not fit the file")
 
     def string(offset: int) -> str:
-        stop = data.find(b"\0", offset)
+        stop = data.find(b"\0", offset, offset + MAX_CACHE_STRING)
         if offset >= len(data) or stop < 0:
-            raise CacheFormatError("ld.so.cache string past end of file")
+            raise CacheFormatError(f"ld.so.cache string past end of file or over {MAX_CACHE_STRING} bytes")
         return data[offset:stop].decode("utf-8", "replace")
 
     entries = []
