@@ -214,3 +214,28 @@ def test_environment_blocks_or_not(env: list[str], blocked_by: str | None) -> No
         assert any(blocked_by in r for r in result.reasons), result.reasons
     else:
         assert not any("LANG is not set" in c for c in result.caveats)
+
+
+def test_the_loader_replay_stops_at_its_object_bound() -> None:
+    """A chain of 3,000 libraries, each needing the next: the plan holds MAX_OBJECTS, no more."""
+    from layerhound.assess.loader import MAX_OBJECTS
+
+    files: dict[str, Fact | str | None] = {"/usr/sbin/sshd": elf("/usr/sbin/sshd", ["lib0.so"])}
+    for index in range(3_000):
+        path = f"{LIB}/lib{index}.so"
+        files[path] = elf(path, [f"lib{index + 1}.so"], f"lib{index}.so")
+    plan = plan_of(*fs(files))
+    assert len(plan.objects) == MAX_OBJECTS
+
+
+def test_symlinks_resolve_up_to_the_kernels_limit_of_40() -> None:
+    from layerhound.fs.merged import MAX_SYMLINKS
+
+    def chain(hops: int) -> MergedView:
+        links = {f"/l{i}": f"/l{i + 1}" for i in range(hops)}
+        return fs({f"/l{hops}": "the file"}, links)[0]
+
+    assert chain(MAX_SYMLINKS).resolve("/l0") is not None
+    assert chain(MAX_SYMLINKS + 1).resolve("/l0") is None
+    loop = fs({}, {"/a": "/b", "/b": "/a"})[0]
+    assert loop.resolve("/a") is None

@@ -100,3 +100,20 @@ def test_the_worst_crafted_tables_stay_under_a_256_mib_address_space() -> None:
         f"bound: 4000000 symbol table entries, over the bound of {MAX_SYMBOLS}; not analysed",
         "bound: symbol and section names over 16777216 bytes; not analysed",
     ]
+
+
+def test_resolvers_are_bounded_and_lzma_ones_go_first() -> None:
+    """600 named IFUNC resolvers and 600 hidden ones (IRELATIVE only): 512 are analysed, lzma_* first."""
+    from layerhound.detectors.structure import MAX_RESOLVERS
+
+    class Tables:
+        def ifunc_symbols(self) -> dict[int, str]:
+            return {0x1000 + i: ("lzma_crc32" if i == 599 else f"f{i}") for i in range(600)}
+
+        def irelative_resolvers(self) -> set[int]:
+            return {0x9000 + i for i in range(600)} | {0x1000}
+
+    chosen = StructureDetector._resolvers(Tables())  # type: ignore[arg-type]
+    assert len(chosen) == MAX_RESOLVERS
+    assert chosen[0] == (0x1000 + 599, "lzma_crc32")
+    assert all(name is not None for _, name in chosen)  # named ones fill the bound before hidden ones
