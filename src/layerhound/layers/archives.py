@@ -44,8 +44,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
-from isal import igzip
-
 from layerhound.layers.fileview import FileView
 from layerhound.layers.layer import TAR_ERRORS, header_entry, image_path
 from layerhound.layers.stream import (
@@ -55,9 +53,8 @@ from layerhound.layers.stream import (
     XZ_MAGIC,
     ZSTD_MAGIC,
     ByteStream,
+    decompressor,
     is_zstd,
-    xz_reader,
-    zstd_reader,
 )
 from layerhound.layers.tarstream import BLOCK, TarReader, checksum_matches
 from layerhound.model import Entry, EntryType, Finding, Indicates, Kind
@@ -337,22 +334,8 @@ def _buffered(view: memoryview) -> io.BufferedReader:
 def decompressed_stream(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
     """``raw`` decompressed by its magic bytes (or as is)."""
     head = raw.peek(8)[:8]
-    compression = _compression(head)
-    stream: ByteStream
-    if compression == "gzip":
-        stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
-    elif compression == "xz":
-        stream = xz_reader(raw)
-    elif compression == "zstd":
-        stream = zstd_reader(raw)
-    elif compression == "bzip2":
-        stream = bz2.BZ2File(raw, mode="rb")
-    elif head.startswith(LZMA_ALONE_MAGIC):
-        stream = lzma.LZMAFile(raw, mode="rb", format=lzma.FORMAT_ALONE)  # noqa: SIM115 - returned
-        compression = "lzma"
-    else:
-        stream, compression = raw, "none"
-    return stream, compression
+    compression = _compression(head) or ("lzma" if head.startswith(LZMA_ALONE_MAGIC) else "none")
+    return decompressor(raw, compression), compression
 
 
 def members(candidate: Candidate, data: bytes) -> Members | None:

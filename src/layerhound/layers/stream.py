@@ -333,6 +333,26 @@ def sniff_compression(head: bytes) -> str:
     return "none"
 
 
+def decompressor(raw: ByteStream, compression: str) -> ByteStream:
+    """``raw`` read through the decompressor ``compression`` names ("none": as is).
+
+    The one place a name becomes a reader; which name applies is the caller's sniffing
+    (a layer's magic bytes here, an archive member's stricter test in ``archives``).
+    """
+    if compression == "gzip":
+        # isal.igzip ships no annotations; IGzipFile is a gzip.GzipFile subclass.
+        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
+    if compression == "zstd":
+        return zstd_reader(raw)
+    if compression == "xz":
+        return xz_reader(raw)
+    if compression == "bzip2":
+        return bz2.BZ2File(cast(IO[bytes], raw), mode="rb")
+    if compression == "lzma":
+        return lzma.LZMAFile(cast(IO[bytes], raw), mode="rb", format=lzma.FORMAT_ALONE)
+    return raw
+
+
 def decompressing_reader(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
     """Wrap a buffered raw stream in the decompressor its magic bytes call for.
 
@@ -340,19 +360,7 @@ def decompressing_reader(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
     layers, and the magic bytes are what the runtime itself would act on.
     """
     compression = sniff_compression(raw.peek(8)[:8])
-    stream: ByteStream
-    if compression == "gzip":
-        # isal.igzip ships no annotations; IGzipFile is a gzip.GzipFile subclass.
-        stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
-    elif compression == "zstd":
-        stream = zstd_reader(raw)
-    elif compression == "xz":
-        stream = xz_reader(raw)
-    elif compression == "bzip2":
-        stream = bz2.BZ2File(raw, mode="rb")
-    else:
-        stream = raw
-    return stream, compression
+    return decompressor(raw, compression), compression
 
 
 READ_AHEAD_CHUNKS = 8
