@@ -52,7 +52,7 @@ class Node:
 
     @property
     def origin(self) -> Origin | None:
-        """Where the bytes came from: (layer index, member path); None for what carries none.
+        """Where the bytes came from (see ``Origin``); None for what carries none.
 
         Made on demand, not stored: a million-member layer would hold a million tuples.
         """
@@ -162,10 +162,9 @@ class MergedView:
             node = child
         return node
 
-    def _parent(self, path: str, index: int) -> tuple[Node, str]:
-        """The directory node holding ``path`` (creating implied directories) and ``path``'s key in it."""
+    def _parent(self, dirs: list[str], index: int) -> Node:
+        """The directory node at the end of ``dirs`` (a path's ``_prefixes`` but its own), creating implied ones."""
         node = self._owned_root()
-        *dirs, key = _prefixes(path)
         for prefix in dirs:
             assert node.children is not None
             child = node.children.get(prefix)
@@ -177,12 +176,14 @@ class MergedView:
                 child = self._own(child)
             node.children[prefix] = child
             node = child
-        return node, key
+        return node
 
     def _put(self, entry: Entry, index: int, origin: Origin | None) -> None:
-        if not _components(entry.path):
+        keys = _prefixes(entry.path)
+        if not keys:
             return
-        parent, key = self._parent(entry.path, index)
+        *dirs, key = keys
+        parent = self._parent(dirs, index)
         if key == entry.path:
             key = entry.path  # the member's own string object, not an equal copy
         assert parent.children is not None
