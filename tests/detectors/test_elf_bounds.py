@@ -1,21 +1,28 @@
-"""Symbol and relocation tables of crafted ELF files: every count, size and name is bounded.
+"""Symbol and relocation tables of crafted ELF files, and the IFUNC walk: every count, size, name and
+call graph is bounded.
 
 The files are written here, byte by byte (an ELF header, one symbol region, a string table and
 as many section headers as the case needs): tens of thousands of symbol tables over one region,
-names with no NUL in reach, sizes that lie. Each is judged under an address-space cap.
+names with no NUL in reach, sizes that lie. Each is judged under an address-space cap. The walk's
+cases are the project's own sample built with STAGE_HOPS or DECOY_CALLS (tests/samples/implant_sim.c).
 """
 
 from __future__ import annotations
 
 import struct
 import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from layerhound.detectors.elfscan import MAX_NAME, MAX_SYMBOLS, ElfBoundError, ElfImage
 from layerhound.detectors.registry import ALL_DETECTORS
-from layerhound.detectors.structure import StructureDetector
+from layerhound.detectors.structure import MAX_DEPTH, MAX_FUNCS, StructureDetector
 from layerhound.layers.walk import walk_layer
 from tests.layers.test_walk import blob_layer, tar_bytes
 from tests.support.capped import run_capped
+from tests.support.compile import IMPLANT_SIM, compile_shared
 
 SYM = struct.Struct("<IBBHQQ")
 SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -83,7 +90,7 @@ def test_the_worst_crafted_tables_stay_under_a_256_mib_address_space() -> None:
     program = textwrap.dedent("""
         from tests.detectors.test_elf_bounds import crafted_elf
         from layerhound.detectors.elfscan import ElfBoundError
-        from layerhound.detectors.structure import StructureDetector
+        from layerhound.detectors.structure import MAX_DEPTH, MAX_FUNCS, StructureDetector
         from layerhound.model import Entry, EntryType
         cases = [crafted_elf(200, 20_000, b"\\0lzma_crc32\\0"),
                  crafted_elf(100_000, 2, b"\\0" + b"A" * (8 << 20), name_step=41)]
@@ -113,7 +120,54 @@ def test_resolvers_are_bounded_and_lzma_ones_go_first() -> None:
         def irelative_resolvers(self) -> set[int]:
             return {0x9000 + i for i in range(600)} | {0x1000}
 
-    chosen = StructureDetector._resolvers(Tables())  # type: ignore[arg-type]
-    assert len(chosen) == MAX_RESOLVERS
+    chosen, found = StructureDetector._resolvers(Tables())  # type: ignore[arg-type]
+    assert len(chosen) == MAX_RESOLVERS and found == 1200
     assert chosen[0] == (0x1000 + 599, "lzma_crc32")
     assert all(name is not None for _, name in chosen)  # named ones fill the bound before hidden ones
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("walk-bounds")
+
+
+def walk_of(build_dir: Path, define: str, opt: str) -> dict[str, Any]:
+    """The structure evidence of the project's sample built with ``define`` (see implant_sim.c)."""
+    evidence = StructureDetector().assess(compile_shared(IMPLANT_SIM, build_dir, [define], opt).read_bytes())
+    assert evidence is not None
+    return evidence
+
+
+@pytest.mark.parametrize("opt", ["-O2", "-Os"])
+def test_the_walk_follows_calls_three_deep_and_no_deeper(build_dir: Path, opt: str) -> None:
+    """The hidden stage (the GOT write and the .bss counter) one hop deeper is out of reach: the
+    file is judged on what was seen, and the evidence counts the call it did not follow."""
+    at_bound = walk_of(build_dir, "STAGE_HOPS=1", opt)
+    assert at_bound["flagged"] and at_bound["properties"]["got_write"]
+    assert {"name": "lh_sim_stage", "depth": MAX_DEPTH} in [
+        {"name": f["name"], "depth": f["depth"]} for f in at_bound["hidden_functions"]
+    ]
+    assert set(at_bound["walk_limits"].values()) == {0}
+
+    beyond = walk_of(build_dir, "STAGE_HOPS=2", opt)
+    assert not beyond["flagged"] and not beyond["properties"]["got_write"] and not beyond["bss_counter"]
+    assert max(f["depth"] for f in beyond["hidden_functions"]) == MAX_DEPTH
+    assert "lh_sim_stage" not in [f["name"] for f in beyond["hidden_functions"]]
+    assert beyond["walk_limits"]["calls_beyond_depth"] == 1
+
+
+@pytest.mark.parametrize("opt", ["-O2", "-Os"])
+def test_the_walk_reads_thirty_two_functions_and_no_more(build_dir: Path, opt: str) -> None:
+    """_get_cpuid, then 30 decoys, then the stage: the 32nd function is read. One more decoy pushes
+    the stage past the bound; the evidence counts the function left unread."""
+    at_bound = walk_of(build_dir, "DECOY_CALLS=30", opt)
+    names = [f["name"] for f in at_bound["hidden_functions"]]
+    assert len(names) == MAX_FUNCS and names[0] == "_get_cpuid" and names[-1] == "lh_sim_stage"
+    assert at_bound["flagged"] and at_bound["properties"]["got_write"]
+    assert at_bound["walk_limits"]["functions_beyond_count"] == 0
+
+    beyond = walk_of(build_dir, "DECOY_CALLS=31", opt)
+    names = [f["name"] for f in beyond["hidden_functions"]]
+    assert len(names) == MAX_FUNCS and "lh_sim_stage" not in names
+    assert not beyond["flagged"] and not beyond["properties"]["got_write"]
+    assert beyond["walk_limits"] == {"resolvers_not_analysed": 0, "calls_beyond_depth": 0, "functions_beyond_count": 1}

@@ -36,6 +36,12 @@
  *                        stage, no .bss counter, no GOT write
  *   -DNO_TLS_REF         no __tls_get_addr import
  *   -DWITH_UNWIND_GAP    + tens of KB of code without unwind information
+ *   -DSTAGE_HOPS=N       (N = 1 or 2) the hidden stage is reached through N
+ *                        more local calls, so it sits N calls deeper
+ *   -DDECOY_CALLS=N      (N <= 32) _get_cpuid first calls N small local
+ *                        functions, so the stage is the (N+2)th function
+ *                        a breadth-first walk reaches
+ * The last two exist to test the structure walk's depth and function bounds.
  */
 
 #include <stddef.h>
@@ -94,6 +100,44 @@ static __attribute__((noinline, noclone)) int lh_sim_stage(void)
 	*slot = saved;
 	return result;
 }
+
+/* Local hops in front of the stage (STAGE_HOPS); never tail calls, so each is a call. */
+#if defined(STAGE_HOPS) && STAGE_HOPS >= 1
+static __attribute__((noinline, noclone, optimize("no-optimize-sibling-calls"))) int lh_sim_hop_1(void)
+{
+	return lh_sim_stage();
+}
+#endif
+#if defined(STAGE_HOPS) && STAGE_HOPS >= 2
+static __attribute__((noinline, noclone, optimize("no-optimize-sibling-calls"))) int lh_sim_hop_2(void)
+{
+	return lh_sim_hop_1();
+}
+#define LH_SIM_ENTER lh_sim_hop_2
+#elif defined(STAGE_HOPS) && STAGE_HOPS >= 1
+#define LH_SIM_ENTER lh_sim_hop_1
+#else
+#define LH_SIM_ENTER lh_sim_stage
+#endif
+
+/*
+ * DECOY_CALLS small local functions, each different (so identical-code folding
+ * keeps them apart) and each with a side effect (so every call stays, in order).
+ */
+#ifdef DECOY_CALLS
+static volatile unsigned long lh_sim_sink = 1; /* .data: not a .bss counter */
+#define LH_DECOY(a, b) \
+	static __attribute__((noinline, noclone)) void lh_sim_decoy_##a##b(void) { lh_sim_sink += 8 * a + b + 1; }
+#define LH_DECOY8(a) LH_DECOY(a, 0) LH_DECOY(a, 1) LH_DECOY(a, 2) LH_DECOY(a, 3) \
+	LH_DECOY(a, 4) LH_DECOY(a, 5) LH_DECOY(a, 6) LH_DECOY(a, 7)
+LH_DECOY8(0) LH_DECOY8(1) LH_DECOY8(2) LH_DECOY8(3)
+#define LH_CALL(a, b) if (DECOY_CALLS > 8 * a + b) lh_sim_decoy_##a##b();
+#define LH_CALL8(a) LH_CALL(a, 0) LH_CALL(a, 1) LH_CALL(a, 2) LH_CALL(a, 3) \
+	LH_CALL(a, 4) LH_CALL(a, 5) LH_CALL(a, 6) LH_CALL(a, 7)
+#define LH_SIM_DECOYS() do { LH_CALL8(0) LH_CALL8(1) LH_CALL8(2) LH_CALL8(3) } while (0)
+#else
+#define LH_SIM_DECOYS() do { } while (0)
+#endif
 #endif
 
 /*
@@ -105,7 +149,8 @@ static __attribute__((noinline, noclone)) int _get_cpuid(uint32_t leaf, uint32_t
 							  uint32_t *ecx, uint32_t *edx)
 {
 #if !defined(NO_HOOK) && defined(__x86_64__)
-	if (lh_sim_stage() < 0)
+	LH_SIM_DECOYS();
+	if (LH_SIM_ENTER() < 0)
 		return 0;
 #endif
 #if defined(__x86_64__) || defined(__i386__)

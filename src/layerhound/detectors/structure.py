@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -704,7 +705,7 @@ class StructureDetector(Detector):
     """Judge x86-64 ELF files by the structure of an IFUNC-resolver hook."""
 
     name = "ifunc-structure"
-    version = 2
+    version = 3
     max_size = HOLD_MAX
 
     def __init__(self) -> None:
@@ -771,24 +772,24 @@ class StructureDetector(Detector):
             img = ElfImage(data)
         except ElfFormatError:
             return None
-        resolvers = self._resolvers(img)
+        resolvers, found = self._resolvers(img)
         lite, detail = self._disassemblers()
         candidates = [(addr, name) for addr, name in resolvers if self._calls_local_code(img, lite, addr)]
         if not candidates:
             return None
-        return self._analyse(img, data, lite, detail, candidates, len(resolvers))
+        return self._analyse(img, data, lite, detail, candidates, len(resolvers), found)
 
     # -- stage 1: cheap ---------------------------------------------------------
 
     @staticmethod
-    def _resolvers(img: ElfImage) -> list[tuple[int, str | None]]:
-        """Resolver addresses, named ones first (lzma_* first of all), bounded."""
+    def _resolvers(img: ElfImage) -> tuple[list[tuple[int, str | None]], int]:
+        """Resolver addresses, named ones first (lzma_* first of all), bounded; and how many there are."""
         named = img.ifunc_symbols()
         hidden = img.irelative_resolvers() - set(named)
         ordered = sorted(named.items(), key=lambda kv: (not kv[1].startswith("lzma_"), kv[0]))
         out: list[tuple[int, str | None]] = [(addr, name) for addr, name in ordered]
         out += [(addr, None) for addr in sorted(hidden)]
-        return out[:MAX_RESOLVERS]
+        return out[:MAX_RESOLVERS], len(out)
 
     @staticmethod
     def _calls_local_code(img: ElfImage, lite: Any, address: int) -> bool:
@@ -831,12 +832,13 @@ class StructureDetector(Detector):
         detail: Any,
         candidates: list[tuple[int, str | None]],
         resolvers_analysed: int,
+        resolvers_found: int,
     ) -> dict[str, Any] | None:
         """Resolvers in detail, then the code they reach, then file-level traits."""
         prog = _Program(img, data)
         walker = _Walker(prog, detail)
         hooked: list[dict[str, Any]] = []
-        frontier: list[tuple[int, int]] = []
+        frontier: deque[tuple[int, int]] = deque()
         frame_args: list[str] = []
         reports: list[_FunctionReport] = []
         for address, name in candidates:
@@ -860,9 +862,13 @@ class StructureDetector(Detector):
         seen = {address for address, _ in candidates}
         hidden: list[dict[str, Any]] = []
         detailed = 0
+        beyond_depth: set[int] = set()
         while frontier and len(hidden) < MAX_FUNCS:
-            address, depth = frontier.pop(0)
-            if address in seen or depth > MAX_DEPTH:
+            address, depth = frontier.popleft()
+            if address in seen:
+                continue
+            if depth > MAX_DEPTH:
+                beyond_depth.add(address)
                 continue
             seen.add(address)
             if prog.is_rel:
@@ -875,6 +881,13 @@ class StructureDetector(Detector):
             reports.append(report)
             hidden.append({"address": prog.describe(address), "name": prog.name_of(address), "depth": depth})
             frontier += [(t, depth + 1) for t in report.local_calls]
+        left = {address: depth for address, depth in reversed(frontier) if address not in seen}
+        beyond_depth |= {address for address, depth in left.items() if depth > MAX_DEPTH}
+        walk_limits = {
+            "resolvers_not_analysed": resolvers_found - resolvers_analysed,
+            "calls_beyond_depth": len(beyond_depth),
+            "functions_beyond_count": sum(1 for depth in left.values() if depth <= MAX_DEPTH),
+        }
 
         writes = [(site, slot) for r in reports for site, slot in r.got_writes]
         written = {slot for _, slot in writes}
@@ -921,6 +934,7 @@ class StructureDetector(Detector):
             "hooked_resolvers": hooked,
             "hidden_functions": hidden,
             "hidden_functions_walked_in_detail": detailed if not prog.is_rel else len(hidden),
+            "walk_limits": walk_limits,
             "got_write": [{"site": prog.describe(s), "slot": slot_name(k)} for s, k in writes[:8]] or False,
             "got_slot_restored": any(sum(1 for _, k in writes if k == slot) >= 2 for slot in written),
             "got_call": [{"site": prog.describe(s), "slot": slot_name(k)} for s, k in calls[:8]] or False,
