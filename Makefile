@@ -20,7 +20,7 @@ APT_PACKAGES := debootstrap skopeo umoci zstd gcc binutils xz-utils ca-certifica
 	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql chromium podman buildah e2fsprogs time
 PYTEST_ARGS ?= -n 2
 
-.PHONY: all setup system-deps venv test demo bench fuzz lint clean
+.PHONY: all setup system-deps venv bytecode test demo bench fuzz lint clean
 
 all: test
 
@@ -36,13 +36,20 @@ system-deps:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# pip byte-compiles a wheel's modules when it installs them, but not an editable
+# install's, and this machine sets PYTHONDONTWRITEBYTECODE: without the
+# compileall every command would compile layerhound from source (70 ms of a
+# 120 ms --version). A stale .pyc is only ignored, never wrong.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 
+bytecode: $(VENV)/.installed
+	@$(BIN)/python -m compileall -q src
+
 venv: $(VENV)/.installed
 
-setup: system-deps venv
+setup: system-deps venv bytecode
 
 lint: venv
 	$(BIN)/ruff check src tests demo bench fuzz

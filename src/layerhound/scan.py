@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from layerhound.assess.verdict import assess_image
 from layerhound.detectors.base import Detector
@@ -23,13 +23,15 @@ from layerhound.errors import InternalError, ReferenceError_, ScanError, SourceE
 from layerhound.layers.layer import Layer
 from layerhound.layers.walk import walk_layer
 from layerhound.model import Failure, ImageResult, LayerResult, Verdict
-from layerhound.registry.session import RegistrySession
 from layerhound.sources import open_images
 from layerhound.sources.base import Image, StreamedImage
 from layerhound.sources.options import SourceOptions
 from layerhound.sources.refs import parse_reference, source_name
-from layerhound.store.cache import LayerCache
-from layerhound.store.layer_rows import StoredLayer
+
+if TYPE_CHECKING:  # a scan without the layer cache never loads the store
+    from layerhound.registry.session import RegistrySession
+    from layerhound.store.cache import LayerCache
+    from layerhound.store.layer_rows import StoredLayer
 
 
 class ScanObserver(Protocol):

@@ -34,7 +34,7 @@ import distributed
 import pytest
 
 from layerhound.cli import main
-from layerhound.cli.common import FAIL_ON_ALIASES, exit_status
+from layerhound.cli.common import exit_status, fail_on_level
 from layerhound.crawl.executor import DaskExecutor
 from layerhound.crawl.run import Crawler
 from layerhound.crawl.targets import parse_target
@@ -281,7 +281,7 @@ def test_local_dask_cluster_gives_the_same_store_as_the_process_pool(
         assert client.status == "running"  # a client the caller passed in is the caller's to close
 
     assert summary.status == "finished"
-    assert exit_status(summary.results, FAIL_ON_ALIASES["backdoored"]) == 1
+    assert exit_status(summary.results, fail_on_level("backdoored")) == 1
     prefix = f"{counting.host}/"
     assert {r.ref.removeprefix(prefix): r.verdict.value for r in summary.results} == verdicts
     # Every layer was walked on the cluster's two workers, none in this process.

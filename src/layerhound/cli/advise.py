@@ -18,7 +18,6 @@ from layerhound.cli.common import (
     registry_settings,
     write_output,
 )
-from layerhound.crawl.targets import parse_target
 from layerhound.errors import ReferenceError_, UsageError
 
 if TYPE_CHECKING:
@@ -56,6 +55,7 @@ class CrawlProber:
 
     def list_tags(self, repository: str) -> None:
         from layerhound.crawl.run import Crawler
+        from layerhound.crawl.targets import parse_target
 
         if repository not in self._listed:
             self._listed.add(repository)
@@ -63,6 +63,7 @@ class CrawlProber:
 
     def judge(self, reference: str) -> None:
         from layerhound.crawl.run import Crawler
+        from layerhound.crawl.targets import parse_target
 
         crawler = Crawler(self.store, self.session, self.executor)
         crawler.run([parse_target(f"docker://{reference}")], {"advise": self.reference})

@@ -1,4 +1,9 @@
-"""What every command shares: exit codes, --fail-on, registry options, output files."""
+"""What every command shares: exit codes, --fail-on, registry options, output files.
+
+Only the standard library's lightest modules at the top: every command builds
+its parser from here, and ``layerhound --help`` must not pay for the model, the
+registry settings or anything a scan loads (they are imported where used).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,16 @@ import argparse
 import enum
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerhound.errors import UsageError
-from layerhound.model import ImageResult, Verdict
-from layerhound.registry.settings import DEFAULT_CONCURRENCY, ENV_PASSWORD, ENV_USERNAME, RegistrySettings
+from layerhound.registry import DEFAULT_CONCURRENCY, ENV_PASSWORD, ENV_USERNAME
+
+if TYPE_CHECKING:
+    from layerhound.model import ImageResult, Verdict
+    from layerhound.registry.settings import RegistrySettings
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -22,23 +30,27 @@ class OutputFormat(str, enum.Enum):
     JSON = "json"
 
 
-FAIL_ON_ALIASES: dict[str, Verdict | None] = {
-    "reachable": Verdict.BACKDOORED_REACHABLE,
-    "backdoored": Verdict.BACKDOORED_DORMANT,
-    "dormant": Verdict.BACKDOORED_DORMANT,
-    "history": Verdict.BACKDOOR_IN_HISTORY,
-    "source": Verdict.SOURCE_ARTIFACTS,
-    "affected": Verdict.AFFECTED_VERSION_NOT_INJECTED,
+FAIL_ON_ALIASES: dict[str, str | None] = {
+    "reachable": "backdoored-reachable",
+    "backdoored": "backdoored-dormant",
+    "dormant": "backdoored-dormant",
+    "history": "backdoor-in-history",
+    "source": "source-artifacts",
+    "affected": "affected-version-not-injected",
     "never": None,
 }
-FAIL_ON_ALIASES.update({v.value: v for v in Verdict if v not in (Verdict.CLEAN, Verdict.ERROR)})
+"""``--fail-on``'s short names → the verdict they stand for (the verdicts' own names work too)."""
 
 
-def fail_on_level(value: str) -> str:
-    if value not in FAIL_ON_ALIASES:
-        choices = ", ".join(FAIL_ON_ALIASES)
-        raise argparse.ArgumentTypeError(f"unknown level {value!r} (choose from {choices})")
-    return value
+def fail_on_level(value: str) -> Verdict | None:
+    """``--fail-on LEVEL`` → the lowest verdict that fails the command (None: never)."""
+    from layerhound.model import Verdict
+
+    levels = {**FAIL_ON_ALIASES, **{v.value: v.value for v in Verdict if v not in (Verdict.CLEAN, Verdict.ERROR)}}
+    if value not in levels:
+        raise argparse.ArgumentTypeError(f"unknown level {value!r} (choose from {', '.join(levels)})")
+    name = levels[value]
+    return None if name is None else Verdict(name)
 
 
 def positive_int(value: str) -> int:
@@ -95,6 +107,8 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
 
 def registry_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RegistrySettings:
     """``RegistrySettings`` from the command line and the environment (flags win)."""
+    from layerhound.registry.settings import RegistrySettings
+
     env = os.environ if environ is None else environ
     username = args.username or env.get(ENV_USERNAME) or None
     password: str | None = None
@@ -129,6 +143,8 @@ def registry_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
 
 def exit_status(results: Sequence[ImageResult], fail_on: Verdict | None) -> int:
     """Errors win over findings: a partial scan must not look like a clean one."""
+    from layerhound.model import Verdict
+
     if any(r.verdict is Verdict.ERROR for r in results):
         return EXIT_ERROR
     if fail_on is not None and any(r.verdict.rank >= fail_on.rank for r in results):
@@ -156,6 +172,8 @@ def write_output(text: str, output: Path | None) -> None:
             raise UsageError(f"cannot write {output}: {exc.strerror}") from None
         return
     # Written beside the target and renamed, so a killed scan never leaves half a report.
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
     umask = os.umask(0)
     os.umask(umask)

@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerhound.cli.common import (
     EXIT_ERROR,
-    FAIL_ON_ALIASES,
     add_db_option,
     add_fail_on,
     add_registry_options,
@@ -19,10 +19,12 @@ from layerhound.cli.common import (
     use_color,
     write_output,
 )
-from layerhound.crawl.targets import Target, parse_target, read_targets
 from layerhound.errors import UsageError
-from layerhound.model import ImageResult, Verdict
-from layerhound.report.formats import ReportFormat, render
+from layerhound.report.formats import ReportFormat
+
+if TYPE_CHECKING:
+    from layerhound.crawl.targets import Target
+    from layerhound.model import ImageResult, Verdict
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,6 +64,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def targets_of(args: argparse.Namespace) -> list[Target]:
+    from layerhound.crawl.targets import parse_target, read_targets
+
     targets = [parse_target(text) for text in args.repositories]
     if args.from_file is not None:
         targets.extend(read_targets(args.from_file.expanduser()))
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from layerhound.registry.session import RegistrySession
     from layerhound.registry.tags import date_window
     from layerhound.report.crawl_progress import CrawlProgress
+    from layerhound.report.formats import render
     from layerhound.report.json_report import scan_document
     from layerhound.sources.manifest import parse_platform
     from layerhound.store.results import ResultStore
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     print(crawl_status(summary), file=sys.stderr)
     if summary.stop_reason:
         print(f"layerhound: {summary.stop_reason}", file=sys.stderr)
-    fail_on = FAIL_ON_ALIASES[args.fail_on]
+    fail_on = args.fail_on
     if args.format == ReportFormat.JSON.value:
         document = scan_document(summary.results, rules_version())
         if summary.workloads:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerhound.cli.common import (
-    FAIL_ON_ALIASES,
     add_db_option,
     add_fail_on,
     exit_status,
@@ -14,8 +14,10 @@ from layerhound.cli.common import (
     write_output,
 )
 from layerhound.errors import ReferenceError_, UsageError
-from layerhound.model import ImageResult, Verdict
-from layerhound.report.formats import ReportFormat, render
+from layerhound.report.formats import ReportFormat
+
+if TYPE_CHECKING:
+    from layerhound.model import ImageResult
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,8 +42,10 @@ def advice_for(db: str | None, results: list[ImageResult]) -> dict[str, str]:
     """What ``advise`` says (from the store alone) for every image that carries the implant."""
     from layerhound.crawl.run import verdict_version
     from layerhound.lineage.advice import advise, repository_of
+    from layerhound.model import Verdict
     from layerhound.report.vex import action_key
     from layerhound.store.results import ResultStore
+
     actions = {}
     with ResultStore.open(db) as store:
         for result in results:
@@ -60,8 +64,10 @@ def advice_for(db: str | None, results: list[ImageResult]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from layerhound.crawl.run import verdict_version
     from layerhound.detectors.registry import rules_version
+    from layerhound.report.formats import render
     from layerhound.report.from_store import stored_images
     from layerhound.store.results import ResultStore
+
     with ResultStore.open(args.db) as store:
         results = stored_images(store, verdict_version())
     if args.repository:
@@ -72,4 +78,4 @@ def run(args: argparse.Namespace) -> int:
     fmt = ReportFormat(args.format)
     actions = advice_for(args.db, results) if fmt in (ReportFormat.OPENVEX, ReportFormat.CYCLONEDX) else None
     write_output(render(fmt, results, rules_version(), color=use_color(args.output), actions=actions), args.output)
-    return exit_status(results, FAIL_ON_ALIASES[args.fail_on])
+    return exit_status(results, args.fail_on)

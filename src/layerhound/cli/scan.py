@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerhound.cli.common import (
-    FAIL_ON_ALIASES,
     add_fail_on,
     add_registry_options,
     exit_status,
@@ -17,10 +17,10 @@ from layerhound.cli.common import (
     write_output,
 )
 from layerhound.errors import ReferenceError_, UsageError
-from layerhound.model import ImageResult
-from layerhound.report.formats import ReportFormat, render
-from layerhound.sources.options import DEFAULT_IMAGE_SRC, SourceOptions, parse_image_src
-from layerhound.sources.refs import parse_reference
+from layerhound.report.formats import ReportFormat
+
+if TYPE_CHECKING:
+    from layerhound.model import ImageResult
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,11 +50,10 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     scan.add_argument("--no-cache", action="store_true", help="neither read nor write the layer cache")
     scan.add_argument(
         "--image-src",
-        default=",".join(DEFAULT_IMAGE_SRC),
         metavar="LIST",
         help="where a bare NAME[:TAG] is looked for, in order: docker (DOCKER_HOST, the Docker context, "
         "/var/run/docker.sock), podman (CONTAINER_HOST, $XDG_RUNTIME_DIR/podman/podman.sock, "
-        "/run/podman/podman.sock), remote (the registry). Default: %(default)s. An engine that is not "
+        "/run/podman/podman.sock), remote (the registry). Default: docker,podman,remote. An engine that is not "
         "running or lacks the image is passed over; transports (docker://, docker-daemon:, podman:) never fall back",
     )
     scan.add_argument("--cross-mounts", action="store_true",
@@ -70,20 +69,25 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: ``layerhound --help`` and the other commands never load them.
     from layerhound.detectors.registry import ALL_DETECTORS, rules_version
     from layerhound.registry.session import RegistrySession
+    from layerhound.report.formats import render
     from layerhound.scan import scan_references
-    from layerhound.store.cache import open_cache
+    from layerhound.sources.options import DEFAULT_IMAGE_SRC, SourceOptions, parse_image_src
+    from layerhound.sources.refs import parse_reference
 
     for reference in args.references:
         try:
             parse_reference(reference)
         except ReferenceError_ as exc:
             raise UsageError(str(exc)) from exc
-    options = SourceOptions(
-        image_src=parse_image_src(args.image_src), cross_mounts=args.cross_mounts, exclude=tuple(args.exclude)
-    )
+    image_src = DEFAULT_IMAGE_SRC if args.image_src is None else parse_image_src(args.image_src)
+    options = SourceOptions(image_src=image_src, cross_mounts=args.cross_mounts, exclude=tuple(args.exclude))
     show_progress = not args.no_progress and sys.stderr.isatty()
     results: list[ImageResult] = []
-    cache = open_cache(args.cache_dir, enabled=not args.no_cache, warn=warn)
+    cache = None
+    if not args.no_cache:  # --no-cache loads neither sqlite3 nor the store
+        from layerhound.store.cache import open_cache
+
+        cache = open_cache(args.cache_dir, warn=warn)
     with RegistrySession(registry_settings(args)) as session:
         if show_progress:
             from layerhound.report.progress import ProgressObserver
@@ -105,4 +109,4 @@ def run(args: argparse.Namespace) -> int:
 
     text = render(ReportFormat(args.format), results, rules_version(), color=use_color(args.output))
     write_output(text, args.output)
-    return exit_status(results, FAIL_ON_ALIASES[args.fail_on])
+    return exit_status(results, args.fail_on)

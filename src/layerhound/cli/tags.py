@@ -15,7 +15,7 @@ from layerhound.cli.common import (
     write_output,
 )
 from layerhound.errors import UsageError
-from layerhound.registry.settings import ENV_HUB_API
+from layerhound.registry import ENV_HUB_API
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

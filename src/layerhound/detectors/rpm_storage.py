@@ -25,11 +25,14 @@ never in a hang or a huge allocation.
 
 from __future__ import annotations
 
-import sqlite3
 import struct
 import time
 import zlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 NDB_MAGIC = b"RpmP"
@@ -96,6 +99,8 @@ def sqlite_blobs(data: bytes) -> Iterator[bytes]:
     # in-memory database cannot open; 1 (rollback journal) reads the same pages.
     if image[18] == 2 or image[19] == 2:
         image[18] = image[19] = 1
+    import sqlite3  # only an rpmdb.sqlite needs it (and it loads datetime with it)
+
     connection = sqlite3.connect(":memory:")
     # Text in the file is the file's: not valid UTF-8 is read with replacements, not an exception.
     connection.text_factory = lambda raw: raw.decode("utf-8", "replace")

@@ -14,7 +14,6 @@ from an image is loaded.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 M_MMAP_THRESHOLD = -3
@@ -32,7 +31,9 @@ def bound_heap() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # dlopen(NULL): the symbols this process already has, its C library's among them
+        # (ctypes.util.find_library would run ldconfig in a subprocess to name the same file).
+        libc = ctypes.CDLL(None, use_errno=True)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False  # musl and others: no mallopt, nothing to set

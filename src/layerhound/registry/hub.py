@@ -37,9 +37,10 @@ import httpx
 
 from layerhound import __version__
 from layerhound.errors import RegistryError, redact_url
+from layerhound.registry import ENV_HUB_API
 from layerhound.registry.client import DIGEST_RE, MAX_TAG_PAGES, ssl_context, url_join
 from layerhound.registry.retry import RETRY_STATUSES, parse_retry_after
-from layerhound.registry.settings import ENV_HUB_API, RegistrySettings
+from layerhound.registry.settings import RegistrySettings
 from layerhound.untrusted import JSON_ERRORS
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,12 @@ hanging or retrying early.
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import datetime
 
 _RNG = random.Random()
 
@@ -58,6 +60,9 @@ def parse_retry_after(value: str | None, now: datetime.datetime | None = None) -
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import datetime
+    import email.utils  # an HTTP date is rare: neither is loaded for every command
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from layerhound.registry.credentials import normalize_host
 from layerhound.registry.settings import RegistrySettings
 
 if TYPE_CHECKING:
@@ -30,6 +29,8 @@ class RegistrySession:
 
     def client(self, registry: str) -> RegistryClient:
         """The shared client of one registry (``docker.io`` or ``host[:port]``)."""
+        from layerhound.registry.credentials import normalize_host  # a scan of local images never needs it
+
         key = normalize_host(registry)
         with self._lock:
             client = self._clients.get(key)

@@ -13,16 +13,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from layerhound.registry.credentials import Credentials, CredentialStore
+from layerhound.registry import DEFAULT_CONCURRENCY, ENV_PASSWORD, ENV_USERNAME
 from layerhound.registry.retry import RetryPolicy
 
-ENV_HUB_API = "LAYERHOUND_HUB_API"
-"""The environment variable naming another Docker Hub API (the tests' stand-in)."""
+if TYPE_CHECKING:
+    from layerhound.registry.credentials import CredentialStore
 
-ENV_USERNAME = "LAYERHOUND_REGISTRY_USERNAME"
-ENV_PASSWORD = "LAYERHOUND_REGISTRY_PASSWORD"
-DEFAULT_CONCURRENCY = 4
 DEFAULT_PULL_RESERVE = 5
 
 
@@ -103,6 +101,9 @@ class RegistrySettings:
 
     def credential_store(self, explicit: bool = True) -> CredentialStore:
         """Where credentials come from; ``explicit`` False leaves out the command line's."""
+        # Here, not at the top: config.json, helpers and logging are for commands that log in.
+        from layerhound.registry.credentials import Credentials, CredentialStore
+
         given = None
         if explicit and self.username is not None and self.password is not None:
             given = Credentials(self.username, self.password, source="the command line or environment")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from layerhound.model import ImageResult
+if TYPE_CHECKING:  # the command line reads the names without loading the model
+    from layerhound.model import ImageResult
 
 
 class ReportFormat(str, enum.Enum):

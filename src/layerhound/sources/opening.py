@@ -4,21 +4,20 @@ A reference (skopeo syntax, see ``refs``) becomes a list of ``Image``s: one
 per platform of an index, one per image of an archive or layout when no REF
 picks one. Opening reads only manifests and indexes; configs and layers are
 read when a scan asks for them, so a broken image fails alone.
+
+Each source's module is imported when a reference needs it: a scan of an OCI
+layout never loads the engine client (sockets, ``http.client``), the archive
+readers or the host walker.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from layerhound.errors import SourceError
-from layerhound.sources.base import Image
-from layerhound.sources.docker_archive import open_docker_archive
-from layerhound.sources.engine import EngineUnavailable, NoSuchImage
-from layerhound.sources.engine_image import open_engine
-from layerhound.sources.host import open_file, open_host, open_rootfs
 from layerhound.sources.manifest import parse_platform, select_platform
-from layerhound.sources.oci_layout import open_oci, open_oci_archive
 from layerhound.sources.options import IMAGE_SOURCES, REMOTE, SourceOptions
 from layerhound.sources.refs import (
     DIR,
@@ -34,18 +33,25 @@ from layerhound.sources.refs import (
     parse_reference,
     source_name,
 )
-from layerhound.sources.skopeo_dir import open_skopeo_dir
 
 if TYPE_CHECKING:
     from layerhound.registry.session import RegistrySession
+    from layerhound.sources.base import Image
 
-_OPENERS: dict[str, Callable[[Reference], list[Image]]] = {
-    OCI: open_oci,
-    OCI_ARCHIVE: open_oci_archive,
-    DOCKER_ARCHIVE: open_docker_archive,
-    DIR: open_skopeo_dir,
-    FILE: open_file,
+_OPENERS: dict[str, tuple[str, str]] = {
+    OCI: ("oci_layout", "open_oci"),
+    OCI_ARCHIVE: ("oci_layout", "open_oci_archive"),
+    DOCKER_ARCHIVE: ("docker_archive", "open_docker_archive"),
+    DIR: ("skopeo_dir", "open_skopeo_dir"),
+    FILE: ("host", "open_file"),
 }
+"""Transports whose opener takes only the reference → (module of ``layerhound.sources``, function)."""
+
+
+def _opener(transport: str) -> Callable[[Reference], list[Image]]:
+    module, name = _OPENERS[transport]
+    opener = getattr(importlib.import_module(f"layerhound.sources.{module}"), name)
+    return cast("Callable[[Reference], list[Image]]", opener)
 
 
 def open_images(
@@ -102,12 +108,18 @@ def _open(
 
         return open_registry(reference, platform, registry)
     if transport in ENGINE_TRANSPORTS:
+        from layerhound.sources.engine_image import open_engine
+
         return open_engine(reference, transport, options.env)
     if transport == ROOTFS:
+        from layerhound.sources.host import open_rootfs
+
         return open_rootfs(reference, options.cross_mounts, options.exclude)
     if transport == HOST:
+        from layerhound.sources.host import open_host
+
         return open_host(reference, options.cross_mounts, options.exclude)
-    return _OPENERS[transport](reference)
+    return _opener(transport)(reference)
 
 
 def _open_bare(
@@ -120,6 +132,9 @@ def _open_bare(
     there but refuses (no permission, an error) is a note on the image found
     elsewhere, so a user who expected the local image learns why.
     """
+    from layerhound.sources.engine import EngineUnavailable, NoSuchImage
+    from layerhound.sources.engine_image import open_engine
+
     refusals: list[str] = []
     for place in options.image_src:
         if place == REMOTE:

@@ -13,7 +13,6 @@ works when ``/srv/a:b`` is the layout.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -162,6 +161,8 @@ def _refuse_likely_typo(prefix: str, rest: str, text: str) -> None:
     image ``img.tar``; a plain ``debian:12`` with a ``12`` directory nearby
     still parses as a registry name).
     """
+    import difflib  # only a mistyped transport needs it
+
     close = difflib.get_close_matches(prefix, TRANSPORTS + UNSUPPORTED_TRANSPORTS, n=1, cutoff=0.75)
     looks_local = bool(rest) and (
         (rest.endswith((".tar", ".tar.gz", ".tgz")) and os.path.isfile(rest))

@@ -36,8 +36,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-import platformdirs
-
 from layerhound.detectors.base import Detector
 from layerhound.errors import LayerhoundError
 from layerhound.layers.layer import Layer
@@ -56,6 +54,8 @@ class CacheError(LayerhoundError):
 
 def default_cache_dir() -> Path:
     """The user's cache directory for layerhound (``~/.cache/layerhound`` on Linux)."""
+    import platformdirs  # only when no --cache-dir was given
+
     return Path(platformdirs.user_cache_dir("layerhound"))
 
 
