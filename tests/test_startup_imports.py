@@ -82,5 +82,7 @@ def test_an_oci_scan_loads_only_its_source_and_its_format(tmp_path: Path) -> Non
                       "layerhound.sources.engine", "layerhound.sources.engine_image",
                       "layerhound.sources.docker_archive", "layerhound.sources.skopeo_dir", "layerhound.sources.host",
                       "layerhound.store.cache", "layerhound.store.db", "layerhound.store.results",
-                      "layerhound.crawl", "layerhound.lineage", "layerhound.report.table", "layerhound.report.sarif",
+                      "layerhound.crawl.run", "layerhound.crawl.worker", "layerhound.crawl.targets",
+                      "multiprocessing", "concurrent.futures", "layerhound.lineage", "layerhound.report.table",
+                      "layerhound.report.sarif",
                       "layerhound.report.html", "layerhound.report.cyclonedx", "layerhound.report.vex")

@@ -30,6 +30,7 @@ from layerhound.sources.refs import parse_reference, source_name
 
 if TYPE_CHECKING:  # a scan without the layer cache never loads the store
     from layerhound.registry.session import RegistrySession
+    from layerhound.scan_pool import LayerPool
     from layerhound.store.cache import LayerCache
     from layerhound.store.layer_rows import StoredLayer
 
@@ -87,6 +88,16 @@ def failure_of(error: ScanError) -> Failure:
     return Failure(kind=error.kind, message=str(error), status=error.status, retryable=error.retryable)
 
 
+class LayerFailed(ScanError):
+    """An image that fails because one of its layers did elsewhere (a worker); keeps that layer's failure."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.kind = failure.kind
+        self.status = failure.status
+        self.retryable = failure.retryable
+
+
 def internal_error(ref: str, exc: Exception) -> InternalError:
     """A bug, not a user mistake: one odd image must not end a registry-wide run."""
     return InternalError(f"internal error while scanning {ref}: {type(exc).__name__}: {exc} (please report)")
@@ -98,8 +109,13 @@ def scan_image(
     observer: ScanObserver | None = None,
     *,
     cache: LayerCache | None = None,
+    pool: LayerPool | None = None,
 ) -> ImageResult:
-    """Walk every layer of one image and assess it; never raises ``ScanError``."""
+    """Walk every layer of one image and assess it; never raises ``ScanError``.
+
+    With a ``pool``, an image of several large layers has them walked at once
+    (``scan_pool``); the result is the same.
+    """
     observer = observer or SilentObserver()
     done: list[LayerResult] = []
     platform: str | None = None
@@ -115,11 +131,16 @@ def scan_image(
             layers = image.layers
             observer.image_started(image.ref, platform, len(layers))
             known = cache.lookup(layers, detectors) if cache is not None else [None] * len(layers)
-            for index, (layer, hit) in enumerate(zip(layers, known, strict=True)):
-                observer.layer_started(index, layer)
-                result = judge_layer(layer, detectors, hit, cache)
-                done.append(result)
-                observer.layer_finished(index, result)
+            if pool is not None and pool.worth_it(layers):
+                done, failure = pool.judge(layers, known, detectors, cache, observer)
+                if failure is not None:
+                    raise failure
+            else:
+                for index, (layer, hit) in enumerate(zip(layers, known, strict=True)):
+                    observer.layer_started(index, layer)
+                    result = judge_layer(layer, detectors, hit, cache)
+                    done.append(result)
+                    observer.layer_finished(index, result)
         verdict = assess_image(image.ref, image.digest, platform, config, done)
         verdict.reasons.extend(f"note: {note}" for note in image.notes)
     except ScanError as exc:
@@ -141,12 +162,28 @@ def judge_layer(
 
     Raises ``ScanError`` unless the blob was read whole and verified.
     """
-    missing = stored.missing(detectors) if stored is not None else list(detectors)
+    missing = missing_detectors(detectors, stored)
     if stored is not None and not missing:
         return stored.result(layer, detectors)
-    fresh = walk_layer(layer, missing)
+    return kept(layer, detectors, stored, cache, missing, walk_layer(layer, missing))
+
+
+def missing_detectors(detectors: Sequence[Detector], stored: StoredLayer | None) -> list[Detector]:
+    """The detectors a layer must be walked with: those whose results are not stored."""
+    return stored.missing(detectors) if stored is not None else list(detectors)
+
+
+def kept(
+    layer: Layer,
+    detectors: Sequence[Detector],
+    stored: StoredLayer | None,
+    cache: LayerCache | None,
+    ran: Sequence[Detector],
+    fresh: LayerResult,
+) -> LayerResult:
+    """A fresh walk with ``ran`` stored in the cache, and joined with what was stored already."""
     if cache is not None:
-        cache.store(layer, fresh, missing, with_walk=stored is None)
+        cache.store(layer, fresh, ran, with_walk=stored is None)
     return fresh if stored is None else stored.with_fresh(fresh, detectors)
 
 
@@ -216,12 +253,14 @@ def scan_references(
     *,
     session: RegistrySession | None = None,
     options: SourceOptions | None = None,
+    pool: LayerPool | None = None,
 ) -> Iterator[ImageResult]:
     """Yield one result per image (per platform) of every reference, in order.
 
     With a ``cache``, every image reuses the layers it holds and adds the ones
     it had to read. Registry references are reached through ``session``;
-    ``options`` says where bare names are looked for (default: the registry).
+    ``options`` says where bare names are looked for (default: the registry);
+    ``pool`` walks the large layers of an image at once (default: one at a time).
     """
     for reference in references:
         try:
@@ -234,7 +273,7 @@ def scan_references(
             result = error_result(reference, internal_error(reference, exc))
         else:
             for image in images:
-                judged = scan_image(image, detectors, observer, cache=cache)
+                judged = scan_image(image, detectors, observer, cache=cache, pool=pool)
                 judged.source = image.source
                 yield judged
             continue

@@ -11,6 +11,7 @@ from layerhound.cli.common import (
     add_fail_on,
     add_registry_options,
     exit_status,
+    positive_int,
     registry_settings,
     use_color,
     warn,
@@ -39,6 +40,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     scan.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
     scan.add_argument("--platform", default="all", help="'all' (default) or OS/ARCH[/VARIANT] of an index")
     add_fail_on(scan)
+    scan.add_argument("--jobs", type=positive_int, metavar="N",
+                      help="processes walking the large layers of an image at once (default: one per core; "
+                      "1: every layer in this process)")
     scan.add_argument("--no-progress", action="store_true", help="never draw a progress display")
     scan.add_argument(
         "--cache-dir",
@@ -71,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from layerhound.registry.session import RegistrySession
     from layerhound.report.formats import render
     from layerhound.scan import scan_references
+    from layerhound.scan_pool import LayerPool, default_workers
     from layerhound.sources.options import DEFAULT_IMAGE_SRC, SourceOptions, parse_image_src
     from layerhound.sources.refs import parse_reference
 
@@ -88,22 +93,21 @@ def run(args: argparse.Namespace) -> int:
         from layerhound.store.cache import open_cache
 
         cache = open_cache(args.cache_dir, warn=warn)
-    with RegistrySession(registry_settings(args)) as session:
-        if show_progress:
-            from layerhound.report.progress import ProgressObserver
+    settings = registry_settings(args)
+    pool = LayerPool(default_workers(args.jobs), settings)
+    with RegistrySession(settings) as session:
+        try:
+            if show_progress:
+                from layerhound.report.progress import ProgressObserver
 
-            with ProgressObserver() as progress:
-                results.extend(
-                    scan_references(
-                        args.references, ALL_DETECTORS, args.platform, progress, cache, session=session, options=options
-                    )
-                )
-        else:
-            results.extend(
-                scan_references(
-                    args.references, ALL_DETECTORS, args.platform, None, cache, session=session, options=options
-                )
-            )
+                with ProgressObserver() as progress:
+                    results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, progress, cache,
+                                                   session=session, options=options, pool=pool))
+            else:
+                results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, None, cache,
+                                               session=session, options=options, pool=pool))
+        finally:
+            pool.close()
     if cache is not None:
         cache.close()
 

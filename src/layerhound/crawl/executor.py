@@ -9,8 +9,6 @@ have layerhound installed and reach the same registries and paths.
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -24,6 +22,8 @@ class TaskFuture(Protocol):
     def done(self) -> bool: ...
 
     def result(self, timeout: float | None = None) -> Any: ...
+
+    def cancel(self) -> Any: ...
 
 
 class Executor(Protocol):
@@ -51,6 +51,10 @@ class LocalExecutor:
     """A pool of ``jobs`` worker processes on this machine."""
 
     def __init__(self, jobs: int) -> None:
+        # Here, not at the top: a scan asks this module how many cores there are and may never start a pool.
+        import concurrent.futures
+        import multiprocessing
+
         self.workers = jobs
         self.description = f"{jobs} local worker process{'es' if jobs != 1 else ''}"
         self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -61,6 +65,8 @@ class LocalExecutor:
         return self._pool.submit(function, *args)
 
     def wait(self, futures: Iterable[TaskFuture], timeout: float | None) -> set[TaskFuture]:
+        import concurrent.futures
+
         done, _ = concurrent.futures.wait(
             list(futures), timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED  # type: ignore[arg-type]
         )

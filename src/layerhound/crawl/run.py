@@ -50,7 +50,7 @@ from layerhound.registry.hub import parse_timestamp
 from layerhound.registry.session import RegistrySession
 from layerhound.registry.tags import tag_history
 from layerhound.report.from_store import stored_result
-from layerhound.scan import error_result, internal_error
+from layerhound.scan import LayerFailed, error_result, internal_error
 from layerhound.sources import open_images
 from layerhound.sources.base import Image
 from layerhound.sources.manifest import parse_platform
@@ -418,7 +418,7 @@ class Crawler:
                 continue
             if key in self._failed:
                 failure = self._failed[key]
-                self._store_result(digest, error_result(unit.label, _Failed(failure), digest, platform), False)
+                self._store_result(digest, error_result(unit.label, LayerFailed(failure), digest, platform), False)
                 return
             pending.waiting.add(key)
             if key not in self._inflight and all(key != k for _, k, _, _ in to_walk):
@@ -487,7 +487,7 @@ class Crawler:
             self._failed[key] = failure
             for pending in [p for p in self._pending if key in p.waiting]:
                 self._pending.remove(pending)
-                error = error_result(pending.label, _Failed(failure), pending.digest, pending.platform)
+                error = error_result(pending.label, LayerFailed(failure), pending.digest, pending.platform)
                 self._store_result(pending.digest, error, skipped=False)
             return
         self.counts.layers_walked += 1
@@ -613,16 +613,6 @@ class Crawler:
                 label = self.covered.get(image, target.text)
                 found.append((w.namespace, w.pod, w.container, target.text, self.result(image, label)))
         return found
-
-
-class _Failed(ScanError):
-    """An image that fails because one of its layers did; keeps that layer's failure."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.kind = failure.kind
-        self.status = failure.status
-        self.retryable = failure.retryable
 
 
 def _rate_limited(exc: RegistryError) -> bool:

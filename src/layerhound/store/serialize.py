@@ -75,17 +75,27 @@ def _decoder(hint: Any) -> Decoder:
     if hint is Any:
         return lambda value: value
     if hint in (str, int, bool):
-        return lambda value: _expect(value, hint, hint)
+        # ``type() is``, not isinstance: JSON gives exactly these, and a bool is no int here.
+        # A cached re-scan decodes every entry of every layer: this is its inner loop.
+        exact = hint
+
+        def decode_exact(value: Any) -> Any:
+            if type(value) is exact:
+                return value
+            raise UndecodableResult(f"expected {exact!r}, got {type(value).__name__}")
+
+        return decode_exact
     if hint is float:
         return lambda value: float(_expect(value, (int, float), hint))
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        enum_type = hint
+        members = {member.value: member for member in hint}
+        enum_name = hint.__name__
 
         def decode_enum(value: Any) -> Any:
-            try:
-                return enum_type(value)
-            except ValueError as exc:
-                raise UndecodableResult(str(exc)) from exc
+            member = members.get(value) if isinstance(value, str | int) else None
+            if member is None:
+                raise UndecodableResult(f"{value!r} is not a valid {enum_name}")
+            return member
 
         return decode_enum
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
@@ -113,11 +123,13 @@ def _dataclass_decoder(cls: type) -> Decoder:
     names = {name for name, _ in fields}
 
     if cls in _COMPACT:
+        decoders = tuple(decode for _, decode in fields)
+        count = len(decoders)
 
         def decode_compact(value: Any) -> Any:
-            if not isinstance(value, list) or len(value) != len(fields):
-                raise UndecodableResult(f"expected {cls.__name__} as an array of {len(fields)}")
-            return cls(*(decode(v) for (_, decode), v in zip(fields, value, strict=True)))
+            if type(value) is not list or len(value) != count:
+                raise UndecodableResult(f"expected {cls.__name__} as an array of {count}")
+            return cls(*[decode(v) for decode, v in zip(decoders, value, strict=True)])
 
         return decode_compact
 
