@@ -8,6 +8,7 @@ with the same reason; a worker killed mid-scan costs time, not the result.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -20,11 +21,14 @@ import pytest
 
 from layerhound.cli import main
 from layerhound.detectors.registry import ALL_DETECTORS
+from layerhound.layers.layer import TarBlobLayer
+from layerhound.layers.ref import BlobSource
 from layerhound.model import ImageResult, Verdict
 from layerhound.registry.settings import RegistrySettings
 from layerhound.scan import scan_image
 from layerhound.scan_pool import MIN_LAYER_BYTES, LayerPool
 from layerhound.sources import open_images
+from layerhound.sources.manifest import DOCKER_LAYER
 from layerhound.store.cache import LayerCache
 from layerhound.store.serialize import encode
 from tests.support.imagewriter import ImageSpec, Layer, blob_file, file, symlink, write_oci
@@ -78,12 +82,21 @@ def test_only_large_layers_are_sent(layout: Path) -> None:
     pool = LayerPool(1, RegistrySettings())
     try:
         [image] = open_images(f"oci:{layout}:backdoored")
-        assert pool.worth_it(image.layers)  # bookworm and the data layer are over the bound, the implant not
-        assert not pool.worth_it(image.layers[1:2])
+        none = [None] * len(image.layers)
+        assert pool.worth_it(image.layers, none, ALL_DETECTORS)  # bookworm and the data layer are large
+        assert not pool.worth_it(image.layers[1:2], none[1:2], ALL_DETECTORS)  # the implant alone is not
         judged(layout, "backdoored", pool)
         assert pool.sent == 1  # the worker got one of the two large layers, this process kept the rest
     finally:
         pool.close()
+
+
+def test_a_blob_named_by_no_digest_stays_here() -> None:
+    # A compressed legacy docker-archive member: verified by its diff_id as it is walked, never reopened by digest.
+    layer = TarBlobLayer(None, MIN_LAYER_BYTES * 2, DOCKER_LAYER, lambda: io.BytesIO(b""), "sha256:" + "0" * 64,
+                         BlobSource("docker-archive", "/nonexistent.tar", member="layer.tar.gz"))
+    assert layer.ref is None
+    assert not LayerPool(1, RegistrySettings(), min_layer_bytes=0).worth_it([layer, layer], [None, None], [])
 
 
 def test_a_corrupt_layer_fails_its_image_with_the_same_reason(tmp_path: Path, layout: Path, pool: LayerPool) -> None:

@@ -131,7 +131,7 @@ def scan_image(
             layers = image.layers
             observer.image_started(image.ref, platform, len(layers))
             known = cache.lookup(layers, detectors) if cache is not None else [None] * len(layers)
-            if pool is not None and pool.worth_it(layers):
+            if pool is not None and pool.worth_it(layers, known, detectors):
                 done, failure = pool.judge(layers, known, detectors, cache, observer)
                 if failure is not None:
                     raise failure

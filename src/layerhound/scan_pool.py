@@ -25,7 +25,7 @@ from layerhound.errors import ScanError
 from layerhound.layers.layer import Layer
 from layerhound.layers.walk import walk_layer
 from layerhound.model import LayerResult
-from layerhound.scan import LayerFailed, ScanObserver, kept, missing_detectors
+from layerhound.scan import LayerFailed, ScanObserver, internal_error, kept, missing_detectors
 
 if TYPE_CHECKING:
     from layerhound.crawl.executor import LocalExecutor, TaskFuture
@@ -61,11 +61,14 @@ class LayerPool:
         self.lost = 0
         """Of those, layers whose worker died (walked here after all)."""
 
-    def worth_it(self, layers: Sequence[Layer]) -> bool:
-        """Whether two or more of ``layers`` are big enough and can be reopened by a worker."""
+    def worth_it(self, layers: Sequence[Layer], known: Sequence[StoredLayer | None],
+                 detectors: Sequence[Detector]) -> bool:
+        """Whether two or more of ``layers`` must be walked, are big enough, and can be reopened by a worker."""
         if self.workers < 1 or self._broken:
             return False
-        return sum(1 for layer in layers if layer.ref is not None and layer.size >= self.min_layer_bytes) >= 2
+        return sum(1 for layer, stored in zip(layers, known, strict=True)
+                   if layer.ref is not None and layer.size >= self.min_layer_bytes
+                   and (stored is None or stored.missing(detectors))) >= 2
 
     def judge(
         self,
@@ -118,6 +121,10 @@ class LayerPool:
                         finished(job, walk_layer(job.layer, job.missing))
                     except ScanError as exc:
                         failures[job.index] = exc
+                    except MemoryError:
+                        raise
+                    except Exception as exc:  # a bug of ours on this layer: its image fails, as a worker's would
+                        failures[job.index] = internal_error(f"layer {job.layer.digest}", exc)
         finally:
             for future in inflight:
                 future.cancel()
@@ -159,6 +166,8 @@ class LayerPool:
         return detectors_named([d.name for d in job.missing]) == job.missing
 
     def _collect(self, inflight: dict[TaskFuture, _Job], block: bool) -> list[tuple[_Job, LayerOutcome | None]]:
+        from concurrent.futures import BrokenExecutor  # here: a scan that starts no pool never loads it
+
         if not inflight:
             return []
         if block:
@@ -170,8 +179,11 @@ class LayerPool:
                 out.append((job, future.result()))
             except MemoryError:
                 raise
-            except Exception:  # BrokenProcessPool, a worker killed: no outcome
+            except BrokenExecutor:  # a worker died (killed, out of memory): the pool is not used again
                 self._broken = True
+                self.lost += 1
+                out.append((job, None))
+            except Exception:  # this task alone failed to travel (its result, its session): walked here
                 self.lost += 1
                 out.append((job, None))
         return out

@@ -209,7 +209,9 @@ class TarBlobLayer(Layer):
 
     @property
     def ref(self) -> LayerRef | None:
-        if self.source is None:
+        # A blob named by no digest (a compressed legacy docker-archive member) is verified by its
+        # diff_id as it is walked; it cannot be reopened elsewhere by digest, so it is walked here.
+        if self.source is None or self.digest is None:
             return None
         return LayerRef(self.source, self.digest, self.diff_id, self.size, self.media_type)
 
