@@ -45,6 +45,8 @@ class _Job:
     layer: Layer
     stored: StoredLayer | None
     missing: list[Detector]
+    here: bool = False
+    """A worker lost it once: this process walks it (a task that cannot travel would fail again)."""
 
 
 class LayerPool:
@@ -67,8 +69,7 @@ class LayerPool:
         if self.workers < 1 or self._broken:
             return False
         return sum(1 for layer, stored in zip(layers, known, strict=True)
-                   if layer.ref is not None and layer.size >= self.min_layer_bytes
-                   and (stored is None or stored.missing(detectors))) >= 2
+                   if self._large_and_reopenable(layer) and (stored is None or stored.missing(detectors))) >= 2
 
     def judge(
         self,
@@ -108,6 +109,7 @@ class LayerPool:
                 self._send(queue, inflight, observer)
                 for job, outcome in self._collect(inflight, block=not queue):
                     if outcome is None:  # the worker was lost: walked here after all
+                        job.here = True
                         queue.appendleft(job)
                     elif outcome.failure is not None or outcome.result is None:
                         failures[job.index] = LayerFailed(outcome.failure) if outcome.failure else ScanError(
@@ -157,10 +159,13 @@ class LayerPool:
             self.sent += 1
             observer.layer_started(job.index, job.layer)
 
+    def _large_and_reopenable(self, layer: Layer) -> bool:
+        return layer.ref is not None and layer.size >= self.min_layer_bytes
+
     def _sendable(self, job: _Job) -> bool:
         from layerhound.crawl.worker import detectors_named
 
-        if job.layer.ref is None or job.layer.size < self.min_layer_bytes:
+        if job.here or not self._large_and_reopenable(job.layer):
             return False
         # A worker runs the built-in detectors of these names: only those can be sent.
         return detectors_named([d.name for d in job.missing]) == job.missing
