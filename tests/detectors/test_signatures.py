@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,15 +10,22 @@ import pytest
 from layerhound.detectors.base import HEAD_SIZE
 from layerhound.detectors.signatures import (
     GET_CPUID_PROLOGUE,
+    SIGNATURE_RULE,
     YARA_OPCODES,
     ByteSignatureDetector,
-    compile_hex_pattern,
 )
 from layerhound.model import Entry, EntryType, Finding, Indicates, Kind
 from tests.support.compile import IMPLANT_SIM, compile_object, compile_shared
 
 LIB_PATH = "/usr/lib/x86_64-linux-gnu/liblzma.so.5"
 DETECTOR = ByteSignatureDetector()
+
+
+def compile_hex_pattern(pattern: str) -> re.Pattern[bytes]:
+    """A YARA-style hex string as a bytes regex (``??`` matches any byte): the oracle the
+    detector's YARA-X rule is checked against, written independently of it."""
+    parts = [b"." if tok == "??" else re.escape(bytes.fromhex(tok)) for tok in pattern.split()]
+    return re.compile(b"".join(parts), re.DOTALL)
 
 
 @pytest.fixture(scope="module")
@@ -104,17 +112,17 @@ def test_wants_only_elf() -> None:
     assert not DETECTOR.wants(entry, GET_CPUID_PROLOGUE)
 
 
-def test_the_prefilter_is_the_literal_before_the_first_wildcard_and_changes_no_answer() -> None:
-    from layerhound.detectors.signatures import YARA_OPCODES, compile_hex_pattern, literal_prefix
-
-    assert literal_prefix("48 8D ?? 24") == bytes.fromhex("488D")
-    assert literal_prefix("31 C0 49") == bytes.fromhex("31C049")
+def test_the_rule_reports_each_strings_first_offset_as_a_regex_search_does() -> None:
+    """A decoy (op1 up to its wildcards) before the real match, and op2 twice: the offsets are the
+    first full matches, as an independent regex finds them."""
+    for name, hexstr in YARA_OPCODES.items():
+        assert f"${name} = {{ {hexstr} }}" in SIGNATURE_RULE
     detector = ByteSignatureDetector()
     pieces = [bytes.fromhex(YARA_OPCODES[name].replace("??", "00")) for name in ("op1", "op2", "op3")]
     elf = b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + b"\x03\x00" + b"\x00" * 46
-    # A decoy prefix of op1 before the real match: the regex must start at the first prefix, not stop there.
+    # The decoy is op1 up to its wildcards: a search that stopped at a literal prefix would report it.
     decoy = pieces[0][:22]
-    data = elf + decoy + b"\x90" * 7 + b"".join(pieces)
+    data = elf + decoy + b"\x90" * 7 + b"".join(pieces) + pieces[1]
     [finding] = [f for f in detector.inspect(Entry("/x.so", EntryType.FILE, len(data), 0o755), data)
                  if f.rule == "xz-yara-opcodes"]
     expected = {name: compile_hex_pattern(YARA_OPCODES[name]).search(data).start()  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
 """A file held whole costs its size once, and files held in turn do not add up.
 
 Measured on the real CLI under GNU time: a zstd layer of eight 40 MiB shared objects (held
-whole for the structure detector, one at a time), with about 50 MiB of interpreter and libraries besides.
+whole for the structure detector, one at a time), with about 65 MiB of interpreter and libraries besides
+(14 of them YARA-X's compiled signature rule).
 A join that kept a file's chunks alive beside it, or held files left resident, would fail.
 Whether ``heap.bound_heap`` matters shows on real layers (``make bench``), where large
 allocations interleave with small ones; here only that it takes effect.
@@ -35,4 +36,4 @@ def test_large_files_held_in_turn_do_not_add_up(tmp_path: Path) -> None:
     done = measured_scan(f"oci:{tmp_path / 'layout'}:latest", tmp_path / "out.json")
     assert done.status == 0, done.stderr
     peak_mib = done.peak_mib
-    assert peak_mib < (SIZE >> 20) + 50, f"peak {peak_mib:.0f} MiB for {FILES} files of {SIZE >> 20} MiB"
+    assert peak_mib < (SIZE >> 20) + 64, f"peak {peak_mib:.0f} MiB for {FILES} files of {SIZE >> 20} MiB"
