@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import glob
 import io
+import os
+import struct
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from layerhound.layers import archives
 from layerhound.layers.archives import ARCHIVE_ERRORS, Candidate, Format
+from layerhound.layers.fileview import FileView
 from layerhound.model import EntryType
 
 ZIP = Candidate(Format.ZIP, True, True)
@@ -111,3 +115,67 @@ def test_zip64_records_a_small_zip_does_not_need_are_read_as_zipfile_reads_them(
     expected = zipfile_members(data)
     assert len(expected) == 6
     assert read_members(data) == expected
+
+
+@pytest.mark.parametrize("window", [1, 97, archives.ZIP_DIRECTORY_WINDOW])
+def test_a_zip_on_the_host_read_a_directory_window_at_a_time_reads_as_zipfile_reads_it(
+    window: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Entries that straddle a window (or are longer than one) are read whole; zip64 fields too."""
+    monkeypatch.setattr(archives, "ZIP_DIRECTORY_WINDOW", window)
+    wheel = sorted(glob.glob("/usr/share/python-wheels/*.whl"))[0]
+    for data in (Path(wheel).read_bytes(), b"prepended" + make_zip(zipfile.ZIP_DEFLATED, force_zip64=True)):
+        path = tmp_path / "on-host.zip"
+        path.write_bytes(data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            found = {}
+            for member in archives.zip_members_at(FileView(fd, 0, len(data))):
+                if member.entry.type is EntryType.FILE:
+                    assert member.note is None
+                    found[member.name] = member.read()
+        finally:
+            os.close(fd)
+        assert found == zipfile_members(data) and found
+
+
+def _with_zip64_central_fields(data: bytes) -> bytes:
+    """Every central directory entry with its sizes and offset in a zip64 extra field (0xFFFFFFFF
+    in the entry), as a writer must for a member over 4 GiB; zipfile writes them only then."""
+    entry = struct.Struct("<4s6H3I5H2I")
+    end_at = data.rfind(b"PK\x05\x06")
+    count, _, offset = struct.unpack("<HII", data[end_at + 10 : end_at + 20])
+    pos, entries = offset, []
+    for _ in range(count):
+        fields = list(entry.unpack_from(data, pos))
+        name_len, extra_len, comment_len = fields[10:13]
+        name = data[pos + entry.size : pos + entry.size + name_len]
+        extra = data[pos + entry.size + name_len : pos + entry.size + name_len + extra_len]
+        comment = data[pos + entry.size + name_len + extra_len : pos + entry.size + name_len + extra_len + comment_len]
+        usize, csize, local = fields[9], fields[8], fields[16]
+        extra += struct.pack("<HHQQQ", 1, 24, usize, csize, local)
+        fields[8] = fields[9] = fields[16] = 0xFFFFFFFF
+        fields[11] = len(extra)
+        entries.append(entry.pack(*fields) + name + extra + comment)
+        pos += entry.size + name_len + extra_len + comment_len
+    directory = b"".join(entries)
+    end = data[end_at : end_at + 12] + struct.pack("<II", len(directory), offset) + data[end_at + 20 :]
+    return data[:offset] + directory + end
+
+
+@pytest.mark.parametrize("on_host", [False, True])
+def test_zip64_fields_in_the_central_directory_are_read_as_zipfile_reads_them(on_host: bool, tmp_path: Path) -> None:
+    data = _with_zip64_central_fields(make_zip(zipfile.ZIP_DEFLATED))
+    assert data.count(b"\xff\xff\xff\xff") >= 12
+    if not on_host:
+        assert read_members(data) == zipfile_members(data)
+        return
+    path = tmp_path / "zip64.zip"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        found = {m.name: m.read() for m in archives.zip_members_at(FileView(fd, 0, len(data)))
+                 if m.entry.type is EntryType.FILE}
+    finally:
+        os.close(fd)
+    assert found == zipfile_members(data)

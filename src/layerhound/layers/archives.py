@@ -640,19 +640,11 @@ def _zip_members(view: memoryview) -> Members:
     through it inflates 4 KiB and builds a reader per member, most of a jar-heavy layer's walk.
     """
     pos, end, prepended = _zip_directory(view)
-    while pos < end:
-        fixed = bytes(view[pos : pos + _ZIP_CENTRAL_ENTRY.size])
-        if len(fixed) < _ZIP_CENTRAL_ENTRY.size or fixed[:4] != _ZIP_CENTRAL:
-            raise ArchiveError(f"bad zip central directory entry at {pos}")
-        (_, _, _, flags, method, _, _, crc, csize, usize, name_len, extra_len, comment_len, _, _, attributes,
-         local) = _ZIP_CENTRAL_ENTRY.unpack(fixed)
-        start = pos + _ZIP_CENTRAL_ENTRY.size
-        raw_name = bytes(view[start : start + name_len])
-        extra = bytes(view[start + name_len : start + name_len + extra_len])
-        pos = start + name_len + extra_len + comment_len
-        big = _zip64_values(extra, [usize == 0xFFFFFFFF, csize == 0xFFFFFFFF, local == 0xFFFFFFFF])
-        usize, csize, local = (value if value is not None else old for value, old in zip(big, (usize, csize, local),
-                                                                                          strict=True))
+    for (flags, method, crc, csize, usize, attributes, local), raw_name, extra in _directory_entries(view, pos, end):
+        if 0xFFFFFFFF in (usize, csize, local):
+            big = _zip64_values(extra, [usize == 0xFFFFFFFF, csize == 0xFFFFFFFF, local == 0xFFFFFFFF])
+            usize, csize, local = (value if value is not None else old
+                                   for value, old in zip(big, (usize, csize, local), strict=True))
         name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "surrogateescape")
         path = image_path(name)
         unix_mode = attributes >> 16
@@ -678,6 +670,49 @@ def _zip_members(view: memoryview) -> Members:
         if data_at + csize > len(view):
             raise ArchiveError(f"zip member {name} is truncated")
         yield ArchiveMember(entry, ZipMemberData(view[data_at : data_at + csize], method, usize, crc, name))
+
+
+ZIP_DIRECTORY_WINDOW = 1024 * 1024
+"""Bytes of a zip's central directory read at once from a zip on the host (``FileView``)."""
+
+
+def _directory_entries(view: memoryview, pos: int, end: int) -> Iterator[tuple[tuple[int, ...], bytes, bytes]]:
+    """Each central directory entry from ``pos`` to ``end``: the fields the walk uses (flags, method,
+    CRC, compressed and uncompressed size, external attributes, local header offset), the raw
+    name, and the extra field if a zip64 value is called for (else empty).
+
+    Why a window: the fields are unpacked where they lie, without a copy per entry (most of a
+    jar's cost was here); a zip on the host is read a window at a time, not one read per field.
+    """
+    fixed = _ZIP_CENTRAL_ENTRY.size
+    window: Any = b""
+    window_at = pos
+    while pos < end:
+        offset = pos - window_at
+        if offset + fixed > len(window):
+            window, window_at, offset = _directory_window(view, pos, fixed), pos, 0
+        if offset + fixed > len(window):
+            raise ArchiveError(f"bad zip central directory entry at {pos}")
+        (magic, _, _, flags, method, _, _, crc, csize, usize, name_len, extra_len, comment_len, _, _, attributes,
+         local) = _ZIP_CENTRAL_ENTRY.unpack_from(window, offset)
+        if magic != _ZIP_CENTRAL:
+            raise ArchiveError(f"bad zip central directory entry at {pos}")
+        length = fixed + name_len + extra_len + comment_len
+        if offset + length > len(window):
+            window, window_at, offset = _directory_window(view, pos, length), pos, 0
+        name_at = offset + fixed
+        extra = b""
+        if 0xFFFFFFFF in (usize, csize, local):
+            extra = bytes(window[name_at + name_len : name_at + name_len + extra_len])
+        yield (flags, method, crc, csize, usize, attributes, local), bytes(window[name_at : name_at + name_len]), extra
+        pos += length
+
+
+def _directory_window(view: memoryview, pos: int, at_least: int) -> Any:
+    """The zip from ``pos``: uncopied if it is held, else its next ``ZIP_DIRECTORY_WINDOW`` bytes read."""
+    if isinstance(view, memoryview):
+        return view[pos:]
+    return bytes(view[pos : pos + max(at_least, ZIP_DIRECTORY_WINDOW)])
 
 
 class ZipMemberData:
