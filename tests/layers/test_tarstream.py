@@ -11,6 +11,7 @@ import hashlib
 import io
 import lzma
 import os
+import random
 import subprocess
 import tarfile
 from functools import partial
@@ -20,6 +21,7 @@ import pytest
 import zstandard
 
 from layerhound.errors import CorruptLayer
+from layerhound.layers import tarstream
 from layerhound.layers.stream import zstd_reader
 from layerhound.layers.tarstream import BLOCK, Kind, TarFormatError, TarReader
 from layerhound.layers.walk import walk_layer
@@ -169,3 +171,12 @@ def test_xz_is_accepted_and_refused_exactly_as_the_xz_tool_does(case: str, tmp_p
     else:
         assert xz_accepts, "accepted what the xz tool refuses"
         assert layer.stats.compression == "xz" and layer.entries[0].path == "/a"
+
+
+def test_the_header_byte_sum_is_the_sum_of_the_bytes_even_where_adler32_would_wrap() -> None:
+    """All-0xFF (130,560: twice Adler-32's modulus) and random blocks, of header size and others."""
+    rng = random.Random(3094)
+    blocks = [b"\xff" * 512, b"\x00" * 512, b"\xff" * 257, b""]
+    blocks += [rng.randbytes(rng.choice((1, 255, 256, 511, 512, 1024))) for _ in range(500)]
+    for block in blocks:
+        assert tarstream._byte_sum(block) == sum(block)
