@@ -302,7 +302,7 @@ def truncated(data: bytes, fraction: float = 0.6) -> bytes:
     return data[: int(len(data) * fraction)]
 
 
-@pytest.mark.parametrize("kind", ["tar.gz", "tar.xz", "tar.zst", "deb", "rpm", "zip"])
+@pytest.mark.parametrize("kind", ["tar.gz", "tar.xz", "tar.zst", "deb", "rpm", "zip", "a"])
 def test_corrupt_archive_is_reported_and_the_layer_goes_on(tmp_path: Path, implant: bytes, kind: str) -> None:
     # Incompressible, so that the cut lands inside the archive's data.
     filler = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(4000))
@@ -314,6 +314,7 @@ def test_corrupt_archive_is_reported_and_the_layer_goes_on(tmp_path: Path, impla
         "deb": lambda: build_deb(tmp_path, {f"usr/{k}": v for k, v in files.items()}, "gzip"),
         "rpm": lambda: build_rpm(tmp_path, {f"usr/{k}": v for k, v in files.items()}, "gzip"),
         "zip": lambda: build_zip(files),
+        "a": lambda: build_ar([(f"{k.replace('/', '_')}/", v) for k, v in files.items()]),
     }[kind]()
     result = scan({f"/dl/broken.{kind}": truncated(whole), "/usr/lib/x86_64-linux-gnu/liblzma.so.5.6.1": implant})
     [note] = result.stats.archive_notes
@@ -355,11 +356,58 @@ def test_ustar_at_offset_257_without_a_valid_header_is_no_archive() -> None:
     assert result.stats.archives == 0 and result.stats.archive_notes == []
 
 
-def test_static_libraries_are_not_opened(implant: bytes) -> None:
-    """Plain ar archives (.a) are not debs; they are not opened."""
-    static = build_ar([("crc64_fast.o/", implant)])
-    result = scan({"/usr/lib/x86_64-linux-gnu/liblzma.a": static})
-    assert result.stats.archives == 0 and result.stats.archive_notes == []
+def test_the_payload_object_in_a_static_library_built_by_ar(tmp_path: Path) -> None:
+    """A ``liblzma.a`` as ``ar`` writes it (GNU long names: the member's name is over 15 bytes),
+    its symbol index first: the object inside is judged like any file, and is payload."""
+    from tests.support.compile import compile_object
+
+    obj = compile_object(IMPLANT_SIM, tmp_path, defines=("WITH_PROLOGUE", "WITH_UNWIND_GAP"),
+                         name="liblzma_la-crc64-fast.o")
+    clean = compile_object(IMPLANT_SIM, tmp_path, defines=("NO_HOOK",), name="check.o")
+    library = tmp_path / "liblzma.a"
+    subprocess.run([require("ar"), "rcs", str(library), str(clean), str(obj)], check=True)
+    data = library.read_bytes()
+    assert b"//" in data[:200] and b"/\n" in data  # the symbol index and the long-name table are there
+    result = scan({"/usr/lib/x86_64-linux-gnu/liblzma.a": data})
+    findings = [f for f in result.findings if f.path == "/usr/lib/x86_64-linux-gnu/liblzma.a"]
+    assert {f.rule for f in findings} >= {PROLOGUE, "ifunc-resolver-hook"}
+    for finding in findings:
+        assert finding.indicates is Indicates.PAYLOAD
+        assert finding.evidence["member"] == "liblzma_la-crc64-fast.o"
+        assert finding.evidence["archive_formats"] == ["ar"]
+    assert result.stats.archive_members == 2 and result.stats.archive_notes == []
+
+
+def build_bsd_ar(members: list[tuple[str, bytes]]) -> bytes:
+    """A BSD ar archive (as macOS and llvm-ar write): each name in the member's data, ``#1/N``."""
+    out = bytearray(archives.AR_MAGIC)
+    out += f"{'__.SYMDEF SORTED':<16}{0:<12}{0:<6}{0:<6}{0o100644:<8o}{8:<10}`\n".encode() + bytes(8)
+    for name, data in members:
+        encoded = name.encode()
+        body = encoded + data
+        out += f"{'#1/' + str(len(encoded)):<16}{0:<12}{0:<6}{0:<6}{0o100644:<8o}{len(body):<10}`\n".encode()
+        out += body + (b"\n" if len(body) % 2 else b"")
+    return bytes(out)
+
+
+def test_bsd_ar_member_names_are_read_from_the_member(implant: bytes) -> None:
+    library = build_bsd_ar([("odd.txt", b"x"), ("lib/../../liblzma.so.5.6.1", implant)])
+    result = scan({"/opt/libxz.a": library})
+    [finding] = archive_findings(result)
+    assert finding.evidence["member"] == "liblzma.so.5.6.1"  # normalised, never a host path
+    assert finding.evidence["archive_formats"] == ["ar"]
+    assert result.stats.archive_members == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("/999", "names no entry of the long-name table"), ("#1/99999", "bad BSD ar name length")],
+)
+def test_an_ar_member_naming_what_is_not_there_is_reported(implant: bytes, name: str, problem: str) -> None:
+    result = scan({"/opt/broken.a": build_ar([(name, implant)]), "/usr/lib/liblzma.so.5.6.1": implant})
+    [note] = result.stats.archive_notes
+    assert note.startswith("/opt/broken.a: corrupt or unreadable ar archive") and problem in note
+    assert [f.path for f in archive_findings(result)] == ["/usr/lib/liblzma.so.5.6.1"]
 
 
 # ---------------------------------------------------------------- what member findings mean

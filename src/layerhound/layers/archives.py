@@ -21,7 +21,8 @@ Recognition is by content, not by name: ``!<arch>\\n`` followed by a
 ``ustar`` magic at offset 257, and gzip/xz/zstd/bzip2 streams whose decompressed
 start is a tar header. A name that says archive (``.deb``, ``.tar.gz``…) on
 content that is not one is opened anyway so the failure is reported, never
-silently skipped. Plain ``ar`` archives (static libraries) are not opened.
+silently skipped. A plain ``ar`` archive (a static library) is opened too: its
+members are the object files a static link would copy into a program.
 
 A ``.deb`` is one archive level: its ``data.tar.*`` is part of the format, so
 its members are the data tar's members (``control.tar.*`` holds only
@@ -63,7 +64,7 @@ ARCHIVE_MAX_SIZE = 64 * 1024 * 1024
 """A zip read from a layer stream is held whole to be opened (its directory is at its end);
 a larger one is not opened, and that is reported. The streamed formats (tar, deb, rpm) and a
 zip on the host (read where it lies) are bounded by the budget only (``MAX_BYTES``, ``MAX_MEMBERS``)."""
-STREAMED = frozenset({"tar", "deb", "rpm"})
+STREAMED = frozenset({"tar", "deb", "rpm", "ar"})
 """Formats read front to back as the file passes, never held."""
 MAX_DEPTH = 3
 """Archives inside archives are opened down to this many levels (a file of the
@@ -98,6 +99,8 @@ class Format(str, enum.Enum):
     RPM = "rpm"
     ZIP = "zip"
     TAR = "tar"
+    AR = "ar"
+    """A plain ``ar`` archive: a static library (``liblzma.a``), whose members are object files."""
 
 
 class ArchiveError(Exception):
@@ -212,7 +215,7 @@ def sniff(path: str, head: bytes, size: int) -> Candidate | None:
     if head.startswith(AR_MAGIC):
         if head[8:24].rstrip(b" ").rstrip(b"/") == b"debian-binary":
             return Candidate(Format.DEB, True, named is not None)
-        return Candidate(Format.DEB, False, True) if named is Format.DEB else None
+        return Candidate(Format.DEB, False, True) if named is Format.DEB else Candidate(Format.AR, True, False)
     if head.startswith(RPM_MAGIC):
         return Candidate(Format.RPM, True, named is not None)
     if head.startswith(ZIP_MAGIC):
@@ -352,7 +355,7 @@ def members(candidate: Candidate, data: bytes) -> Members | None:
 
 
 def stream_members(candidate: Candidate, raw: io.BufferedReader[Any]) -> Members | None:
-    """The members of a tar, deb or rpm read front to back from ``raw``; None if it is no archive after all.
+    """The members of a tar, deb, rpm or ar read front to back from ``raw``; None if it is no archive after all.
 
     Nothing is held: a member's data is read from the stream when it is judged and skipped otherwise.
     """
@@ -369,6 +372,8 @@ def stream_members(candidate: Candidate, raw: io.BufferedReader[Any]) -> Members
         return _deb_stream_members(raw)
     if candidate.format is Format.RPM:
         return _rpm_stream_members(raw)
+    if candidate.format is Format.AR:
+        return _ar_stream_members(raw)
     if candidate.format is Format.TAR:
         return _tar_stream_members(decompressed_stream(raw)[0])
     raise ValueError(f"{candidate.format.value} is not read as a stream")
@@ -453,24 +458,39 @@ def _tar_stream_members(stream: ByteStream) -> Members:
 # ---------------------------------------------------------------- deb (ar)
 
 
-def _deb_stream_members(raw: io.BufferedReader[Any]) -> Members:
-    """The files a .deb would install, front to back: ar headers read, control.tar skipped, data.tar streamed."""
+AR_HEADER_SIZE = 60
+AR_MAX_NAMES = 1024 * 1024
+"""Bytes of a GNU ar long-name table (``//``) held to name members; a larger one is an error."""
+
+
+def _ar_headers(raw: io.BufferedReader[Any]) -> Iterator[tuple[str, int, int]]:
+    """Each ar member's raw name, mode and size, with ``raw`` at its data; the caller reads or
+    skips exactly ``size`` bytes before asking for the next (the padding is skipped here)."""
     if _read_up_to(raw, len(AR_MAGIC)) != AR_MAGIC:
         raise ArchiveError("not an ar archive (no !<arch> magic)")
-    seen_binary = False
     while True:
-        header = _read_up_to(raw, 60)
+        header = _read_up_to(raw, AR_HEADER_SIZE)
         if len(header) <= 1:
-            raise ArchiveError("not a deb: no data.tar member")
-        if len(header) < 60 or header[58:60] != b"`\n":
+            return  # the end (a lone newline pads an odd archive)
+        if len(header) < AR_HEADER_SIZE or header[58:60] != b"`\n":
             raise ArchiveError("bad or truncated ar member header")
-        name = header[:16].decode("ascii", "replace").rstrip(" ").rstrip("/")
+        name = header[:16].decode("latin-1").rstrip(" ")
         try:
             size = int(header[48:58].decode("ascii").strip() or "-1")
+            mode = int(header[40:48].decode("ascii").strip() or "0", 8)
         except ValueError as exc:
-            raise ArchiveError(f"bad ar member size of {name}") from exc
+            raise ArchiveError(f"bad ar member header of {name}") from exc
         if size < 0:
             raise ArchiveError(f"bad ar member size of {name}")
+        yield name, mode, size
+        _skip(raw, size & 1, "ar padding")
+
+
+def _deb_stream_members(raw: io.BufferedReader[Any]) -> Members:
+    """The files a .deb would install, front to back: ar headers read, control.tar skipped, data.tar streamed."""
+    seen_binary = False
+    for raw_name, _mode, size in _ar_headers(raw):
+        name = raw_name.rstrip("/")
         if name == "debian-binary":
             if size > 64 or not _read_exact(raw, size, "debian-binary").startswith(b"2."):
                 raise ArchiveError("unsupported deb format version")
@@ -483,7 +503,49 @@ def _deb_stream_members(raw: io.BufferedReader[Any]) -> Members:
             return
         else:
             _skip(raw, size, f"ar member {name}")
-        _skip(raw, size & 1, "ar padding")
+    raise ArchiveError("not a deb: no data.tar member")
+
+
+def _ar_stream_members(raw: io.BufferedReader[Any]) -> Members:
+    """The members of a static library, front to back, named as GNU and BSD ar name them.
+
+    GNU: ``name/``, or ``/N`` for the name at offset N of the ``//`` table; ``/`` (and
+    ``/SYM64/``) is the symbol index, skipped. BSD: ``#1/N``, the name in the first N bytes of
+    the member's data.
+    """
+    long_names = b""
+    for raw_name, mode, size in _ar_headers(raw):
+        data_size = size
+        if raw_name in ("/", "/SYM64/", "__.SYMDEF", "__.SYMDEF SORTED"):
+            _skip(raw, size, "ar symbol index")
+            continue
+        if raw_name == "//":
+            if size > AR_MAX_NAMES:
+                raise ArchiveError(f"ar long-name table of {size} bytes (limit {AR_MAX_NAMES})")
+            long_names = _read_exact(raw, size, "ar long-name table")
+            continue
+        if raw_name.startswith("#1/") and raw_name[3:].isdigit():
+            name_size = int(raw_name[3:])
+            if name_size > size or name_size > MAX_AR_NAME:
+                raise ArchiveError(f"bad BSD ar name length {name_size}")
+            name = _read_exact(raw, name_size, "ar member name").rstrip(b"\0").decode("utf-8", "surrogateescape")
+            data_size = size - name_size
+        elif raw_name.startswith("/") and raw_name[1:].isdigit():
+            at = int(raw_name[1:])
+            end = long_names.find(b"/\n", at)
+            if at >= len(long_names) or end < 0:
+                raise ArchiveError(f"ar member {raw_name} names no entry of the long-name table")
+            name = long_names[at:end].decode("utf-8", "surrogateescape")
+        else:
+            name = raw_name.rstrip("/")
+        body = _Limited(raw, data_size, f"ar member {name}")
+        yield ArchiveMember(Entry(image_path(name), EntryType.FILE, data_size, mode & 0o7777),
+                            io.BufferedReader(body, CHUNK))
+        _skip(raw, body.left, f"ar member {name}")
+
+
+MAX_AR_NAME = 4096
+"""Longest BSD ar member name read (PATH_MAX)."""
 
 
 # ---------------------------------------------------------------- rpm
