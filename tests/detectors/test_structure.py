@@ -317,7 +317,7 @@ def test_rule_tables_name_every_weight() -> None:
         "needs_ld_linux",
         "eh_frame_gap",
     }
-    assert DETECTOR.name == "ifunc-structure" and DETECTOR.version == 3
+    assert DETECTOR.name == "ifunc-structure" and DETECTOR.version == 4
     assert tables["bounds"]["max_size"] == 64 * 1024 * 1024  # held whole to be parsed: see base.HOLD_MAX
 
 

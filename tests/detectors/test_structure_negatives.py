@@ -19,10 +19,13 @@ from typing import Any
 import pytest
 
 from layerhound.detectors.base import HEAD_SIZE, Detector, is_elf
+from layerhound.detectors.elfscan import head_is_x86_64_candidate
+from layerhound.detectors.elfsegments import has_ifunc_in_either_view
 from layerhound.detectors.registry import ALL_DETECTORS
 from layerhound.detectors.structure import StructureDetector
 from layerhound.model import Entry, EntryType, Finding
 from tests.support.debian import apt_download, deb_data_files, debootstrap_rootfs
+from tests.support.elfedit import VARIANTS
 
 STRUCTURE = StructureDetector()
 DETECTORS: tuple[Detector, ...] = (
@@ -122,3 +125,26 @@ def test_debian_liblzma5_package_is_clean() -> None:
     for path, data in elves.items():
         assert findings_for(path, data, DETECTORS) == ([], []), path
         assert STRUCTURE.assess(data) is None, path
+
+
+def test_bookworm_full_root_without_section_headers_has_no_structure_findings(bookworm_full: Path) -> None:
+    """Every IFUNC-using ELF file of the root with its section headers sstripped, zeroed and lying:
+    judged from its program headers, never flagged (ld.so and libatomic reach the full analysis)."""
+    judged: dict[str, list[str]] = {}
+    analysed: set[str] = set()
+    for path, host in elf_files(bookworm_full):
+        data = host.read_bytes()
+        if not head_is_x86_64_candidate(data[:20]) or data[16] == 1 or not has_ifunc_in_either_view(data):
+            continue
+        for variant, edit in VARIANTS.items():
+            evidence = STRUCTURE.assess(edit(data))
+            assert evidence is None or (evidence["elf_view"] == "segments" and not evidence["flagged"]), (
+                path, variant, evidence and evidence["properties"])
+            judged.setdefault(variant, []).append(path.rsplit("/", 1)[-1])
+            if evidence is not None:
+                analysed.add(path.rsplit("/", 1)[-1])
+    print(f"IFUNC-using ELF files judged without trustworthy section headers: {judged['sstripped']}; "
+          f"full analysis: {sorted(analysed)}")
+    assert set(judged) == set(VARIANTS) and len({len(files) for files in judged.values()}) == 1
+    assert {"libc.so.6", "ld-linux-x86-64.so.2", "libatomic.so.1.2.0"} <= set(judged["sstripped"])
+    assert {"ld-linux-x86-64.so.2", "libatomic.so.1.2.0"} <= analysed

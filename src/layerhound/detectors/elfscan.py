@@ -192,9 +192,14 @@ class Symbol:
 
 
 class ElfImage:
-    """The section headers of one ELF64 LE file and helpers to read by address."""
+    """The sections of one ELF64 LE file and helpers to read by address.
 
-    def __init__(self, data: bytes) -> None:
+    ``view`` says where the sections come from: "sections", the section headers; or
+    "segments", the sections the program headers imply (``elfsegments``), for a linked file
+    whose section headers are missing, zeroed or lying.
+    """
+
+    def __init__(self, data: bytes, implied: tuple[list[Section], list[Section]] | None = None) -> None:
         if len(data) < _EHDR.size or data[:4] != b"\x7fELF":
             raise ElfFormatError("not an ELF file")
         if data[4] != ELFCLASS64 or data[5] != ELFDATA2LSB:
@@ -205,22 +210,26 @@ class ElfImage:
         self.e_machine: int = fields[2]
         shoff, shentsize, shnum, shstrndx = fields[6], fields[11], fields[12], fields[13]
         self.is_rel = self.e_type == ET_REL
-        self._phdrs = (fields[5], fields[9], fields[10])
+        self.program_headers = (fields[5], fields[9], fields[10])
+        """(e_phoff, e_phentsize, e_phnum)."""
         self._names: dict[int, str] = {}
         self._name_bytes = 0
         self.sections: list[Section] = []
-        if shoff == 0 or shnum == 0:
-            return
-        if shentsize != _SHDR.size or shoff + shnum * shentsize > len(data):
-            raise ElfFormatError("section header table out of bounds")
-        raw = [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
-        names_off = raw[shstrndx][4] if shstrndx < shnum else 0
-        for index, (name, stype, flags, addr, offset, size, link, info, _align, entsize) in enumerate(raw):
-            base = (index << REL_SECTION_SHIFT) if self.is_rel else addr
-            self.sections.append(
-                Section(index, self._cstr(names_off + name), stype, flags, base, offset, size, link, info, entsize)
-            )
-        self._alloc = sorted((s for s in self.sections if s.base and s.size), key=lambda s: s.base)
+        self._alloc: list[Section] = []
+        self.view = "sections" if implied is None else "segments"
+        if implied is not None:
+            self.sections, self._alloc = implied
+        elif shoff and shnum:
+            if shentsize != _SHDR.size or shoff + shnum * shentsize > len(data):
+                raise ElfFormatError("section header table out of bounds")
+            raw = [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
+            names_off = raw[shstrndx][4] if shstrndx < shnum else 0
+            for index, (name, stype, flags, addr, offset, size, link, info, _align, entsize) in enumerate(raw):
+                base = (index << REL_SECTION_SHIFT) if self.is_rel else addr
+                self.sections.append(
+                    Section(index, self._cstr(names_off + name), stype, flags, base, offset, size, link, info, entsize)
+                )
+            self._alloc = sorted((s for s in self.sections if s.base and s.size), key=lambda s: s.base)
         self._check_table_bounds()
 
     def _check_table_bounds(self) -> None:
@@ -333,9 +342,17 @@ class ElfImage:
         return Symbol(self._cstr(str_off + name) if name else "", info, other, shndx, value, size,
                       self.symbol_address(shndx, value))
 
+    def is_local_code(self, address: int) -> bool:
+        """Inside an executable section that is not a PLT: in the segments view, where no section
+        says where ``.plt`` ends, a PLT stub is told by its first instruction."""
+        sec = self.section_at(address)
+        if sec is None or not sec.executable or sec.name.startswith(".plt"):
+            return False
+        return self.view == "sections" or not looks_like_plt_stub(self.read(address, 8))
+
     def segment_types(self) -> list[int]:
         """p_type of every program header that lies inside the file."""
-        phoff, phentsize, phnum = self._phdrs
+        phoff, phentsize, phnum = self.program_headers
         if phentsize < 4 or phoff + phnum * phentsize > len(self.data):
             return []
         return [int.from_bytes(self.data[phoff + i * phentsize : phoff + i * phentsize + 4], "little")
@@ -421,8 +438,8 @@ class ElfImage:
                 cie_pos = start - cie_id
                 encoding = encodings.get(cie_pos, 0)
                 field = start + 4
-                begin = relocs.get(field) if self.is_rel else _read_encoded(body, field, encoding, sec.base + field)
-                size = _read_encoded(body, field + _encoded_size(encoding), encoding & 0x0F, 0)
+                begin = relocs.get(field) if self.is_rel else read_encoded(body, field, encoding, sec.base + field)
+                size = read_encoded(body, field + _encoded_size(encoding), encoding & 0x0F, 0)
                 if begin is not None and size is not None and size > 0:
                     ranges.append((begin, begin + size))
             pos = end
@@ -462,6 +479,16 @@ class ElfImage:
             if sec.end - cursor > best[0]:
                 best = (sec.end - cursor, sec.name, cursor)
         return best
+
+
+def looks_like_plt_stub(code: bytes) -> bool:
+    """A PLT entry's first instruction: ``jmp *slot(%rip)`` (``.plt.sec``, ``.plt.got``, a lazy
+    ``.plt`` entry) or PLT0's ``push slot(%rip)``, after an optional ``endbr64`` and ``bnd``."""
+    if code.startswith(b"\xf3\x0f\x1e\xfa"):
+        code = code[4:]
+    if code.startswith(b"\xf2"):
+        code = code[1:]
+    return code.startswith((b"\xff\x25", b"\xff\x35"))
 
 
 def _uleb(body: bytes, pos: int) -> tuple[int, int]:
@@ -517,7 +544,7 @@ def _encoded_size(encoding: int) -> int:
     return {0x00: 8, 0x02: 2, 0x03: 4, 0x04: 8, 0x0A: 2, 0x0B: 4, 0x0C: 8}.get(encoding & 0x0F, 8)
 
 
-def _read_encoded(body: bytes, pos: int, encoding: int, field_address: int) -> int | None:
+def read_encoded(body: bytes, pos: int, encoding: int, field_address: int) -> int | None:
     """Decode one DW_EH_PE-encoded pointer (absolute or pc-relative only)."""
     fmt = {0x00: "<Q", 0x02: "<H", 0x03: "<I", 0x04: "<Q", 0x0A: "<h", 0x0B: "<i", 0x0C: "<q"}.get(encoding & 0x0F)
     if fmt is None or pos + struct.calcsize(fmt) > len(body):

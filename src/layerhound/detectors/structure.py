@@ -81,8 +81,8 @@ from layerhound.detectors.elfscan import (
     ElfImage,
     Section,
     head_is_x86_64_candidate,
-    quick_has_ifunc,
 )
+from layerhound.detectors.elfsegments import has_ifunc_in_either_view, open_image
 from layerhound.model import Entry, Fact, Finding, Indicates, Kind
 
 # capstone is loaded by the first file that needs it (``_load_libraries``), not when the detector
@@ -292,9 +292,7 @@ class _Program:
         return entry[0] if entry and entry[0] else None
 
     def is_local_code(self, address: int) -> bool:
-        """Inside an executable section that is not a PLT."""
-        sec = self.img.section_at(address)
-        return sec is not None and sec.executable and not sec.name.startswith(".plt")
+        return self.img.is_local_code(address)
 
     def reloc_in(self, insn: Any) -> _Reloc | None:
         if not self.relocs:
@@ -705,7 +703,7 @@ class StructureDetector(Detector):
     """Judge x86-64 ELF files by the structure of an IFUNC-resolver hook."""
 
     name = "ifunc-structure"
-    version = 3
+    version = 4
     max_size = HOLD_MAX
 
     def __init__(self) -> None:
@@ -765,11 +763,11 @@ class StructureDetector(Detector):
         no IFUNC, or no resolver making a direct call into local code. Tests
         use it to show *why* a control library is clean.
         """
-        if not head_is_x86_64_candidate(data[:20]) or not quick_has_ifunc(data):
+        if not head_is_x86_64_candidate(data[:20]) or not has_ifunc_in_either_view(data):
             return None
         _load_libraries()
         try:
-            img = ElfImage(data)
+            img = open_image(data)
         except ElfFormatError:
             return None
         resolvers, found = self._resolvers(img)
@@ -809,8 +807,7 @@ class StructureDetector(Detector):
                 target = int(op_str, 16)
                 if img.is_rel:
                     return True
-                sec = img.section_at(target)
-                if sec is not None and sec.executable and not sec.name.startswith(".plt"):
+                if img.is_local_code(target):
                     return True
             elif mnemonic.startswith("j") and op_str.startswith("0x"):
                 target = int(op_str, 16)
@@ -923,6 +920,7 @@ class StructureDetector(Detector):
         flagged = gate and score >= THRESHOLD
         return {
             "flagged": flagged,
+            "elf_view": img.view,
             "confidence": round(score / maximum, 2),
             "confidence_level": "high" if score >= HIGH_SCORE else "medium" if flagged else "low",
             "score": score,
@@ -957,7 +955,10 @@ class StructureDetector(Detector):
         """DT_NEEDED entries (empty for object files), read the way the loader reads them."""
         if prog.is_rel:
             return []
-        needed: list[str] = parse_dynamic(prog.img.data)["needed"]
+        try:
+            needed: list[str] = parse_dynamic(prog.img.data)["needed"]
+        except ElfFormatError:
+            return []  # dynamic strings no loader could read: nothing is needed
         return needed
 
     @staticmethod
