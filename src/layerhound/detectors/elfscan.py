@@ -65,8 +65,8 @@ _RELA = struct.Struct("<QQq")
 
 # Byte translation tables: map a symbol's st_info byte to 1 when its type is
 # STT_GNU_IFUNC, a relocation's first r_info byte to 1 when it is IRELATIVE.
-_IFUNC_TABLE = bytes(1 if (b & 0xF) == STT_GNU_IFUNC else 0 for b in range(256))
-_IRELATIVE_TABLE = bytes(1 if b == R_X86_64_IRELATIVE else 0 for b in range(256))
+IFUNC_TABLE = bytes(1 if (b & 0xF) == STT_GNU_IFUNC else 0 for b in range(256))
+IRELATIVE_TABLE = bytes(1 if b == R_X86_64_IRELATIVE else 0 for b in range(256))
 
 
 class ElfFormatError(ValueError):
@@ -111,12 +111,19 @@ def quick_has_ifunc(data: bytes) -> bool:
     tables one byte column (every 24th byte) run through a translation table.
     False for anything malformed.
     """
+    return quick_ifunc_scan(data)[0]
+
+
+def quick_ifunc_scan(data: bytes) -> tuple[bool, list[tuple[int, int]]]:
+    """``quick_has_ifunc``'s answer, and the [start, end) file ranges of the tables it tested
+    (a test over the tables PT_DYNAMIC names can skip those: ``elfsegments``)."""
+    tested: list[tuple[int, int]] = []
     if len(data) < _EHDR.size:
-        return False
+        return False, tested
     fields = _EHDR.unpack_from(data, 0)
     e_type, shoff, shentsize, shnum = fields[1], fields[6], fields[11], fields[12]
     if shoff == 0 or shentsize != _SHDR.size or shoff + shnum * shentsize > len(data):
-        return False
+        return False, tested
     headers = data[shoff : shoff + shnum * shentsize]
     entries = 0
     for _name, stype, _flags, _addr, offset, size, _link, _info, _align, entsize in _SHDR.iter_unpack(headers):
@@ -124,17 +131,18 @@ def quick_has_ifunc(data: bytes) -> bool:
             continue
         entries += size // 24
         if entries > MAX_SYMBOLS + MAX_RELOCATIONS:
-            return True  # over the bound: ``ElfImage`` refuses the file, and the report says why
+            return True, tested  # over the bound: ``ElfImage`` refuses the file, and the report says why
         if stype in (SHT_SYMTAB, SHT_DYNSYM):
-            column, table = data[offset + 4 : offset + size : 24], _IFUNC_TABLE  # st_info
+            column, table = data[offset + 4 : offset + size : 24], IFUNC_TABLE  # st_info
         elif stype == SHT_RELA and e_type != ET_REL:
             # r_info's low byte is the whole type on x86-64 (types < 256)
-            column, table = data[offset + 8 : offset + size : 24], _IRELATIVE_TABLE
+            column, table = data[offset + 8 : offset + size : 24], IRELATIVE_TABLE
         else:
             continue
         if column.translate(table).find(1) >= 0:
-            return True
-    return False
+            return True, tested
+        tested.append((offset, offset + size))
+    return False, tested
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,14 +316,14 @@ class ElfImage:
         """
         for sec in self._symbol_tables():
             column = self.contents(sec)[4::_SYM.size]
-            if column.translate(_IFUNC_TABLE).find(1) >= 0:
+            if column.translate(IFUNC_TABLE).find(1) >= 0:
                 return True
         if not self.is_rel:
             for sec in self.sections:
                 if sec.type == SHT_RELA and sec.entsize == _RELA.size:
                     column = self.contents(sec)[8::_RELA.size]
                     # r_info's low byte is the whole type on x86-64 (types < 256)
-                    if column.translate(_IRELATIVE_TABLE).find(1) >= 0:
+                    if column.translate(IRELATIVE_TABLE).find(1) >= 0:
                         return True
         return False
 
@@ -371,7 +379,7 @@ class ElfImage:
         found: dict[int, str] = {}
         for sec in self._symbol_tables():
             column = self.contents(sec)[4::_SYM.size]
-            if column.translate(_IFUNC_TABLE).find(1) < 0:
+            if column.translate(IFUNC_TABLE).find(1) < 0:
                 continue
             for sym in self.symbols(sec):
                 if sym.type == STT_GNU_IFUNC and sym.defined and sym.address:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from layerhound.detectors.elfscan import (
     ET_REL,
+    IFUNC_TABLE,
+    IRELATIVE_TABLE,
     SHF_ALLOC,
     SHF_EXECINSTR,
     SHF_TLS,
@@ -37,7 +39,7 @@ from layerhound.detectors.elfscan import (
     ElfFormatError,
     ElfImage,
     Section,
-    quick_has_ifunc,
+    quick_ifunc_scan,
     read_encoded,
 )
 
@@ -192,19 +194,64 @@ def open_image(data: bytes) -> ElfImage:
 
 
 def has_ifunc_in_either_view(data: bytes) -> bool:
-    """``quick_has_ifunc`` over the section headers, then over the tables PT_DYNAMIC names.
+    """``quick_ifunc_scan`` over the section headers, then over the tables PT_DYNAMIC names.
 
-    The second costs a read of the program headers and the dynamic entries, and the same
-    column test over .dynsym and the relocations; it is what a stripped or lying file is caught by.
+    The second is what a stripped or lying file is caught by. It runs on every linked ELF file,
+    so it builds nothing: one unpack of the program headers and of the dynamic entries, and the
+    same column test over DT_SYMTAB (read up to the next table PT_DYNAMIC points to, a superset
+    of the symbols: a false candidate costs only the exact count in ``open_image``) and over
+    DT_RELA and DT_JMPREL.
     """
-    if quick_has_ifunc(data):
+    found, tested = quick_ifunc_scan(data)
+    if found:
         return True
     if len(data) < 64 or data[16] == ET_REL:
         return False
-    try:
-        return ElfImage(data, (implied_tables(data), [])).has_ifunc()
-    except ElfFormatError:
+    phoff, phentsize, phnum = _program_header_table(data)
+    if phentsize != _PHDR.size or phnum > MAX_SEGMENTS or phoff + phnum * _PHDR.size > len(data):
         return False
+    loads: list[tuple[int, int, int]] = []
+    dynamic = None
+    for p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, _memsz, _align in _PHDR.iter_unpack(
+        data[phoff : phoff + phnum * _PHDR.size]
+    ):
+        if p_type == PT_LOAD:
+            loads.append((p_vaddr, p_offset, min(p_filesz, max(0, len(data) - p_offset))))
+        elif p_type == PT_DYNAMIC:
+            dynamic = (p_offset, p_filesz)
+    if dynamic is None:
+        return False
+    raw = data[dynamic[0] : dynamic[0] + min(dynamic[1], MAX_DYNAMIC_ENTRIES * _DYN.size)]
+    entries = list(_DYN.iter_unpack(raw[: len(raw) - len(raw) % _DYN.size]))
+    kinds = [tag for tag, _ in entries]
+    end = kinds.index(DT_NULL) if DT_NULL in kinds else len(kinds)  # the loader reads no further
+    tags = dict(reversed(entries[:end]))  # the first of each tag
+
+    def column(vaddr: int | None, size: int | None, at: int, table: bytes) -> bool:
+        if vaddr is None:
+            return False
+        for start, offset, filesz in loads:
+            if start <= vaddr < start + filesz:
+                first = offset + vaddr - start
+                end = offset + filesz if size is None else min(offset + filesz, first + size)
+                if any(low == first and end <= high for low, high in tested):
+                    return False  # the section headers' table of the same bytes: tested already
+                return data[first + at : end : 24].translate(table).find(1) >= 0
+        return False
+
+    symtab = tags.get(DT_SYMTAB)
+    if symtab is not None:
+        following = [value for tag, value in tags.items() if tag in _TABLE_TAGS and value > symtab]
+        if column(symtab, (min(following) - symtab) if following else None, 4, IFUNC_TABLE):
+            return True
+    return column(tags.get(DT_RELA), tags.get(DT_RELASZ, 0), 8, IRELATIVE_TABLE) or column(
+        tags.get(DT_JMPREL), tags.get(DT_PLTRELSZ, 0), 8, IRELATIVE_TABLE)
+
+
+_TABLE_TAGS = frozenset({DT_PLTGOT, DT_HASH, DT_STRTAB, DT_RELA, DT_JMPREL, DT_GNU_HASH, 12, 13, 25, 26,
+                         0x6FFFFFF0, 0x6FFFFFFC, 0x6FFFFFFE})
+"""Tags whose value is the address of a table (DT_INIT, DT_FINI, DT_INIT_ARRAY, DT_FINI_ARRAY,
+DT_VERSYM, DT_VERDEF and DT_VERNEED besides the named ones): where DT_SYMTAB can end at the latest."""
 
 
 def _program_header_table(data: bytes) -> tuple[int, int, int]:
