@@ -284,15 +284,15 @@ def _patched(data: bytes, offset: int, fmt: str, value: int) -> bytes:
     return bytes(out)
 
 
-def test_only_x86_64_shared_objects_and_objects_are_wanted(build_dir: Path) -> None:
+def test_only_x86_64_shared_objects_executables_and_objects_are_wanted(build_dir: Path) -> None:
     data = compile_shared(IMPLANT_SIM, build_dir).read_bytes()
     entry = Entry(LIB_PATH, EntryType.FILE, size=len(data))
     assert DETECTOR.wants(entry, data[:HEAD_SIZE])
     aarch64 = _patched(data, 18, "<H", 183)  # EM_AARCH64
     assert not DETECTOR.wants(entry, aarch64[:HEAD_SIZE])
     assert list(DETECTOR.inspect(entry, aarch64)) == []
-    executable = _patched(data, 16, "<H", 2)  # ET_EXEC
-    assert not DETECTOR.wants(entry, executable[:HEAD_SIZE])
+    assert DETECTOR.wants(entry, _patched(data, 16, "<H", 2)[:HEAD_SIZE])  # ET_EXEC: a static link
+    assert not DETECTOR.wants(entry, _patched(data, 16, "<H", 4)[:HEAD_SIZE])  # ET_CORE
     elf32 = data[:4] + b"\x01" + data[5:]
     assert not DETECTOR.wants(entry, elf32[:HEAD_SIZE])
     assert not DETECTOR.wants(entry, b"!<arch>\n" + b"\0" * 56)

@@ -1,4 +1,5 @@
-"""The structure detector on files whose section headers are gone, zeroed or lying.
+"""The structure detector on files whose section headers are gone, zeroed or lying, and on a
+static link of the implant into a program.
 
 Positives are the project's own sample (tests/samples/implant_sim.c) with its section headers
 taken away (``tests.support.elfedit``): the loader would run it just the same, so the detector
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from layerhound.detectors.base import HEAD_SIZE
 from layerhound.detectors.elfscan import (
     SHT_DYNSYM,
     SHT_RELA,
@@ -27,8 +29,9 @@ from layerhound.detectors.elfsegments import (
     open_image,
     segment_sections,
 )
-from layerhound.detectors.structure import StructureDetector
-from tests.support.compile import IMPLANT_SIM, LD_LINUX_FLAG, compile_shared
+from layerhound.detectors.structure import StructureDetector, iter_findings
+from layerhound.model import Entry, EntryType, Indicates
+from tests.support.compile import IMPLANT_SIM, LD_LINUX_FLAG, compile_shared, compile_static_executable
 from tests.support.elfedit import VARIANTS, sstripped
 
 DETECTOR = StructureDetector()
@@ -212,3 +215,31 @@ def test_a_gnu_hash_table_claiming_a_billion_buckets_loses_the_symbols_not_the_s
     assert not any(sec.name == ".dynsym" for sec in implied_tables(bytes(data)))
     assert any(sec.name == ".rela.dyn" for sec in implied_tables(bytes(data)))
     DETECTOR.assess(bytes(data))  # judged on what is left, without an exception
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["unstripped", "stripped"])
+@pytest.mark.parametrize("pie", [False, True], ids=["static", "static-pie"])
+@pytest.mark.parametrize("opt", ["-O0", "-O2", "-Os"])
+def test_a_static_link_of_the_implant_into_a_program_is_flagged(build_dir: Path, opt: str, pie: bool,
+                                                                 strip: bool) -> None:
+    """The hooked resolvers linked into an executable (ET_EXEC, or ET_DYN as static-pie): no
+    DT_NEEDED and no __tls_get_addr import, the rest of the shape holds. Stripped, the resolvers
+    are found through their IRELATIVE relocations only (no symbol names them)."""
+    exe = compile_static_executable(IMPLANT_SIM, build_dir, defines=(*FULL, "NO_TLS_REF"), opt=opt, pie=pie,
+                                    strip=strip)
+    data = exe.read_bytes()
+    assert data[16] == (3 if pie else 2)
+    entry = Entry("/usr/local/bin/xz", EntryType.FILE, size=len(data))
+    assert DETECTOR.wants(entry, data[:HEAD_SIZE])
+    [finding] = iter_findings(DETECTOR.inspect(entry, data))
+    assert finding.indicates is Indicates.IMPLANT
+    evidence = finding.evidence
+    assert evidence["flagged"] and evidence["elf_view"] == "sections"
+    assert evidence["properties"]["got_write"] and evidence["properties"]["bss_counter"]
+    assert not evidence["properties"]["needs_ld_linux"]
+    names = sorted(str(r["symbol"]) for r in evidence["hooked_resolvers"])
+    assert names == (["None"] if strip else ["lzma_crc32", "lzma_crc64"])
+    if pie:  # a static-pie keeps PT_DYNAMIC (its relocations): sstripped, it is judged from its segments
+        implied = DETECTOR.assess(sstripped(data))
+        assert implied is not None and implied["flagged"] and implied["elf_view"] == "segments"
+        assert implied["properties"] == evidence["properties"]

@@ -18,6 +18,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 IMPLANT_SIM = SAMPLES / "implant_sim.c"
 CPU_SUPPORTS_CTL = SAMPLES / "cpu_supports_ctl.c"
 """Control: an honest ``__builtin_cpu_supports`` IFUNC resolver."""
+STATIC_MAIN = SAMPLES / "static_main.c"
+"""A ``main`` for a static link of ``IMPLANT_SIM`` into an executable."""
 NOCFI_ASM_CTL = SAMPLES / "nocfi_asm_ctl.S"
 """Control: hand-written assembly without unwind information."""
 LD_LINUX_FLAG = "-l:ld-linux-x86-64.so.2"
@@ -92,4 +94,18 @@ def compile_object(
     out = _variant_dir(out_dir, "obj", defines, opt, False, cflags) / (name or f"{src.stem}.o")
     cmd = [require_gcc(), "-c", "-fPIC", opt, *cflags, *(f"-D{d}" for d in defines)]
     _run([*cmd, "-o", str(out), str(src)])
+    return out
+
+
+def compile_static_executable(
+    src: Path, out_dir: Path, defines: Sequence[str] = (), opt: str = "-O2", pie: bool = False, strip: bool = False
+) -> Path:
+    """``src`` linked statically with ``STATIC_MAIN`` into a program: ET_EXEC, or with ``pie``
+    a static-pie (ET_DYN); ``-fPIC`` as the objects of a shared liblzma build are compiled."""
+    mode = "-static-pie" if pie else "-static"
+    out = _variant_dir(out_dir, "exe", defines, opt, strip, [mode]) / "xz-static"
+    cmd = [require_gcc(), mode, "-fPIC", opt, *(f"-D{d}" for d in defines)]
+    if strip:
+        cmd.append("-s")
+    _run([*cmd, "-o", str(out), str(src), str(STATIC_MAIN)])
     return out

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 ELFCLASS64 = 2
 ELFDATA2LSB = 1
 ET_REL = 1
+ET_EXEC = 2
 ET_DYN = 3
 EM_X86_64 = 62
 
@@ -93,14 +94,15 @@ MAX_NAME_BYTES = 16 << 20
 
 
 def head_is_x86_64_candidate(head: bytes) -> bool:
-    """True for a little-endian ELF64 x86-64 shared object, PIE or object file.
+    """True for a little-endian ELF64 x86-64 shared object, executable (PIE, static-pie or a
+    static ET_EXEC: a static link of the implant's objects carries its resolvers) or object file.
 
     Looks only at the first 20 bytes: magic, class, data, e_type, e_machine.
     """
     if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] != ELFCLASS64 or head[5] != ELFDATA2LSB:
         return False
     e_type, e_machine = struct.unpack_from("<HH", head, 16)
-    return e_type in (ET_REL, ET_DYN) and e_machine == EM_X86_64
+    return e_type in (ET_REL, ET_EXEC, ET_DYN) and e_machine == EM_X86_64
 
 
 def quick_has_ifunc(data: bytes) -> bool:

@@ -45,6 +45,7 @@ from layerhound.detectors.elfscan import (
 
 PT_LOAD, PT_DYNAMIC, PT_TLS = 1, 2, 7
 PT_GNU_EH_FRAME = 0x6474E550
+PT_GNU_RELRO = 0x6474E552
 PF_X, PF_W = 1, 2
 SHT_STRTAB = 3
 
@@ -55,6 +56,8 @@ DT_GNU_HASH = 0x6FFFFEF5
 R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 6, 7
 GOT_SLOT_TYPES = frozenset({R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT, 16, 18})
 """Relocations whose target is a GOT slot: GLOB_DAT, JUMP_SLOT, DTPMOD64, TPOFF64."""
+POINTER_TYPES = frozenset({1, 8, 37})
+"""R_X86_64_64, RELATIVE, IRELATIVE: a pointer, in the GOT when it sits where .got does."""
 
 MAX_SEGMENTS = 256
 MAX_DYNAMIC_ENTRIES = 4096
@@ -364,6 +367,7 @@ def _got_ranges(data: bytes, relocations: list[Section], tags: dict[int, int],
     """
     got: list[int] = []
     plt: list[int] = []
+    pointers: list[int] = []
     for sec in relocations:
         body = data[sec.offset : sec.offset + sec.size - sec.size % _RELA_SIZE]
         for offset, info, _addend in struct.iter_unpack("<QQq", body):
@@ -372,14 +376,22 @@ def _got_ranges(data: bytes, relocations: list[Section], tags: dict[int, int],
                 plt.append(offset)
             elif rtype in GOT_SLOT_TYPES:
                 got.append(offset)
+            elif rtype in POINTER_TYPES:
+                pointers.append(offset)
     if DT_PLTGOT in tags:
         plt += [tags[DT_PLTGOT], tags[DT_PLTGOT] + 16]
     ranges: list[tuple[str, int, int]] = []
     plt_range = (min(plt), max(plt) + 8) if plt else None
+    relro = next((s for s in segments if s.type == PT_GNU_RELRO), None)
+    dynamic = next((s for s in segments if s.type == PT_DYNAMIC), None)
+    if relro is not None and dynamic is not None and relro.vaddr <= dynamic.vaddr:
+        # .got closes the RELRO region, right after .dynamic: the pointers relocated there (a
+        # static-pie's GOT slots are all RELATIVE, it has no GLOB_DAT) are GOT slots too.
+        dynamic_end = (dynamic.vaddr + dynamic.memsz + 7) & ~7
+        got += [slot for slot in pointers if dynamic_end <= slot < relro.vaddr + relro.memsz]
     if got:
         low, high = min(got), max(got) + 8
         load = next((s for s in segments if s.type == PT_LOAD and s.vaddr <= low < s.vaddr + s.memsz), None)
-        dynamic = next((s for s in segments if s.type == PT_DYNAMIC), None)
         if load is not None and dynamic is not None:
             dynamic_end = (dynamic.vaddr + dynamic.memsz + 7) & ~7
             if load.vaddr <= dynamic.vaddr and dynamic_end <= low:
