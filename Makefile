@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 # local engine scanned through the Docker Engine API; e2fsprogs makes the
 # filesystem a root walk must not cross; buildah commits images as users do;
 # GNU time measures the benchmark's peak memory).
-APT_PACKAGES := debootstrap skopeo umoci zstd gcc libc6-dev binutils xz-utils ca-certificates dpkg-dev \
+APT_PACKAGES := debootstrap skopeo umoci zstd lz4 bzip2 gzip gcc libc6-dev binutils xz-utils ca-certificates dpkg-dev \
 	rpm db5.3-util libalpm13 docker-registry apache2-utils postgresql chromium podman buildah e2fsprogs time
 PYTEST_ARGS ?= -n 2
 

@@ -30,7 +30,7 @@ from layerhound.layers.walk import walk_layer
 from layerhound.model import Entry, Fact, Finding, Indicates, Kind, LayerResult
 from tests.layers.test_walk import blob_layer, tar_bytes
 from tests.support.compile import IMPLANT_SIM, compile_shared
-from tests.support.debian import apt_download
+from tests.support.debian import apt_download, deb_data_files
 
 LIB = "usr/lib/x86_64-linux-gnu"
 SO = f"{LIB}/liblzma.so.5.6.1"
@@ -343,10 +343,71 @@ def test_encrypted_zip_member_is_reported(implant: bytes) -> None:
     assert [f.evidence["member"] for f in archive_findings(result)] == ["plain.so"]
 
 
-def test_compressed_files_that_are_not_tarballs_are_not_archives() -> None:
+def test_clean_compressed_files_are_each_one_file_and_give_nothing() -> None:
     changelog = gzip.compress(b"xz-utils (5.4.1-1) unstable; urgency=medium\n" * 50)
     result = scan({"/usr/share/doc/xz-utils/changelog.Debian.gz": changelog, "/x.xz": lzma.compress(b"a" * 1000)})
-    assert result.stats.archives == 0 and result.stats.archive_notes == [] and result.findings == []
+    assert result.stats.archives == 2 and result.stats.archive_members == 2
+    assert result.stats.archive_notes == [] and result.findings == []
+
+
+COMPRESSORS = {
+    "gzip": ["gzip", "-c"],
+    "xz": ["xz", "-c"],
+    "lzma": ["xz", "--format=lzma", "-c"],
+    "zstd": ["zstd", "-q", "-c"],
+    "bzip2": ["bzip2", "-c"],
+    "lz4": ["lz4", "-q", "-c"],
+}
+"""Each compression's own tool (make setup installs them), writing to stdout."""
+SUFFIXES = {"gzip": ".gz", "xz": ".xz", "lzma": ".lzma", "zstd": ".zst", "bzip2": ".bz2", "lz4": ".lz4"}
+
+
+def compressed(tool: str, data: bytes) -> bytes:
+    command = COMPRESSORS[tool]
+    return subprocess.run([require(command[0]), *command[1:]], input=data, capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize("tool", sorted(COMPRESSORS))
+def test_an_implant_compressed_on_its_own_is_found_and_cannot_be_loaded(implant: bytes, tool: str) -> None:
+    """``liblzma.so.5.6.1.<ext>`` written by the compression's tool, under a neutral name too:
+    recognised by content, decompressed in memory, judged, and payload (nothing loads it)."""
+    for name in (f"/opt/lib/liblzma.so.5.6.1{SUFFIXES[tool]}", "/opt/lib/blob"):
+        result = scan({name: compressed(tool, implant)})
+        [finding] = archive_findings(result)
+        assert finding.path == name and finding.indicates is Indicates.PAYLOAD
+        assert finding.evidence["archive_formats"] == [tool]
+        assert finding.evidence["member"] == ("blob" if name.endswith("blob") else "liblzma.so.5.6.1")
+        assert finding.evidence["member_sha256"] == hashlib.sha256(implant).hexdigest()
+        assert result.stats.archive_notes == []
+
+
+def test_a_compressed_implant_inside_a_zip_inside_a_tarball_is_found(implant: bytes) -> None:
+    inner = build_zip({"plugins/liblzma.so.5.6.1.xz": compressed("xz", implant)})
+    result = scan({"/srv/bundle.tar.gz": build_tar({"./bundle.zip": inner}, "gzip")})
+    [finding] = archive_findings(result)
+    assert finding.evidence["archive_formats"] == ["tar", "zip", "xz"]
+    assert finding.evidence["member"] == "liblzma.so.5.6.1"
+
+
+def test_a_compressed_file_over_its_bound_is_reported_not_judged(monkeypatch: pytest.MonkeyPatch,
+                                                                  implant: bytes) -> None:
+    monkeypatch.setattr(archives, "COMPRESSED_FILE_MAX", len(implant) - 1)
+    result = scan({"/opt/liblzma.so.5.6.1.gz": compressed("gzip", implant)})
+    assert archive_findings(result) == []
+    assert result.stats.archive_notes == [
+        f"/opt/liblzma.so.5.6.1.gz!/liblzma.so.5.6.1: not inspected: decompresses to more than the "
+        f"{len(implant) - 1}-byte bound"
+    ]
+
+
+@pytest.mark.parametrize("tool", sorted(COMPRESSORS))
+def test_a_truncated_compressed_file_is_reported_and_the_layer_goes_on(implant: bytes, tool: str) -> None:
+    cut = compressed(tool, implant)[:-40]
+    name = f"/dl/broken{SUFFIXES[tool]}"
+    result = scan({name: cut, "/usr/lib/liblzma.so.5.6.1": implant})
+    [note] = result.stats.archive_notes
+    assert note.startswith(f"{name}: corrupt or unreadable {tool} archive"), note
+    assert [f.path for f in archive_findings(result)] == ["/usr/lib/liblzma.so.5.6.1"]
 
 
 def test_ustar_at_offset_257_without_a_valid_header_is_no_archive() -> None:
@@ -475,7 +536,10 @@ def test_debian_liblzma5_deb_in_the_apt_cache_is_clean() -> None:
     result = scan({f"{CACHE}/{deb.name}": deb.read_bytes()})
     assert result.findings == [] and result.facts == []
     stats = result.stats
-    assert stats.archives == 1 and stats.archive_elf_files >= 1 and stats.archive_members_read >= 1
+    # The deb, and each compressed file in it (its changelogs), opened as one file each.
+    compressed_files = sum(1 for path in deb_data_files(deb) if path.endswith(".gz"))
+    assert compressed_files >= 1 and stats.archives == 1 + compressed_files
+    assert stats.archive_elf_files >= 1 and stats.archive_members_read >= 1
     assert stats.archive_notes == [] and stats.detector_errors == []
 
 
@@ -489,12 +553,17 @@ def test_sniff_recognises_by_content() -> None:
     assert archives.sniff("/x", b"\x7fELF" + b"\0" * 60, 64) is None
     # zstd needs whole blocks: undecided from the peek, decided on the whole file.
     zst = zstandard.compress(plain_tar)
-    assert archives.sniff("/x.tar.zst", zst[:512], len(zst)) == fmt(tar, False, True)
+    assert archives.sniff("/x.tar.zst", zst[:512], len(zst)) == fmt(tar, False, True, "x.tar", "zstd")
     assert archives.sniff("/x", struct.pack(">I", 0xEDABEEDB) + b"\0" * 92, 96) == fmt(
         archives.Format.RPM, True, False
     )
+    # A compressed file that is no tarball is one file: its member is named as gunzip names it.
     small = gzip.compress(b"short text")
-    assert archives.sniff("/changelog.gz", small, len(small)) is None
+    assert archives.sniff("/changelog.gz", small, len(small)) == fmt(archives.Format.GZIP, True, False, "changelog",
+                                                                      "gzip")
+    assert archives.sniff("/data.tgz", small, len(small)) == fmt(tar, False, True)  # named: opened, fails
+    assert archives.inner_name("/usr/share/man/man1/xz.1.gz") == "xz.1"
+    assert archives.inner_name("/srv/release.tgz") == "release.tar" and archives.inner_name("/srv/blob") == "blob"
 
 
 def test_rule_tables_follow_the_bounds(monkeypatch: pytest.MonkeyPatch) -> None:

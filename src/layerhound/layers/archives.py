@@ -51,6 +51,7 @@ from layerhound.layers.stream import (
     BZIP2_MAGIC,
     CHUNK,
     GZIP_MAGIC,
+    LZ4_MAGIC,
     XZ_MAGIC,
     ZSTD_MAGIC,
     ByteStream,
@@ -64,7 +65,7 @@ ARCHIVE_MAX_SIZE = 64 * 1024 * 1024
 """A zip read from a layer stream is held whole to be opened (its directory is at its end);
 a larger one is not opened, and that is reported. The streamed formats (tar, deb, rpm) and a
 zip on the host (read where it lies) are bounded by the budget only (``MAX_BYTES``, ``MAX_MEMBERS``)."""
-STREAMED = frozenset({"tar", "deb", "rpm", "ar"})
+STREAMED = frozenset({"tar", "deb", "rpm", "ar", "gzip", "xz", "lzma", "zstd", "bzip2", "lz4"})
 """Formats read front to back as the file passes, never held."""
 MAX_DEPTH = 3
 """Archives inside archives are opened down to this many levels (a file of the
@@ -101,6 +102,23 @@ class Format(str, enum.Enum):
     TAR = "tar"
     AR = "ar"
     """A plain ``ar`` archive: a static library (``liblzma.a``), whose members are object files."""
+    GZIP = "gzip"
+    XZ = "xz"
+    LZMA = "lzma"
+    ZSTD = "zstd"
+    BZIP2 = "bzip2"
+    LZ4 = "lz4"
+    """One compressed file (``liblzma.so.5.gz``): its one member is what it decompresses to."""
+
+
+SINGLE_FILE = frozenset({"gzip", "xz", "lzma", "zstd", "bzip2", "lz4"})
+"""Formats that are one compressed file, not an archive of several."""
+COMPRESSED_FILE_MAX = 64 * 1024 * 1024
+"""Bytes a compressed single file is decompressed to, in memory (as a held zip is bounded by
+``ARCHIVE_MAX_SIZE``); one that decompresses to more is not judged, and that is reported."""
+COMPRESSED_SUFFIXES = {".gz": "", ".tgz": ".tar", ".xz": "", ".txz": ".tar", ".lzma": "", ".zst": "",
+                       ".tzst": ".tar", ".bz2": "", ".tbz2": ".tar", ".lz4": "", ".z": ""}
+"""What a compressed file's name loses (or becomes) to name what is inside, as gunzip names it."""
 
 
 class ArchiveError(Exception):
@@ -154,6 +172,10 @@ class Candidate:
     without matching content."""
     named: bool
     """The file's name says it is an archive: a failure to open it is reported."""
+    inner_name: str = ""
+    """For a compressed file: the name of what it decompresses to (its one member)."""
+    compression: str = ""
+    """For a compressed file or tarball: the compression its magic bytes name."""
 
 
 _ALL_SUFFIXES = tuple(suffix for suffix, _ in NAME_SUFFIXES)
@@ -175,6 +197,10 @@ def _compression(head: bytes) -> str | None:
         return "zstd"
     if head.startswith(BZIP2_MAGIC) and head[3:4].isdigit():
         return "bzip2"
+    if head.startswith(LZ4_MAGIC):
+        return "lz4"
+    if head.startswith(LZMA_ALONE_MAGIC) and _peek_decompressed(head, "lzma"):
+        return "lzma"  # a weak magic: only if the start really decompresses
     return None
 
 
@@ -196,14 +222,27 @@ def _peek_decompressed(head: bytes, compression: str) -> bytes:
             return zlib.decompressobj(wbits=31).decompress(head, PEEK_SIZE)
         if compression == "xz":
             return lzma.LZMADecompressor().decompress(head, PEEK_SIZE)
+        if compression == "lzma":
+            return lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(head, PEEK_SIZE)
     except (zlib.error, lzma.LZMAError, EOFError):
         pass
     return b""
 
 
 _MAGIC_FIRST_BYTES = frozenset(
-    magic[:1] for magic in (AR_MAGIC, RPM_MAGIC, ZIP_MAGIC, GZIP_MAGIC, XZ_MAGIC, ZSTD_MAGIC, BZIP2_MAGIC)
+    magic[:1] for magic in (AR_MAGIC, RPM_MAGIC, ZIP_MAGIC, GZIP_MAGIC, XZ_MAGIC, ZSTD_MAGIC, BZIP2_MAGIC, LZ4_MAGIC,
+                            LZMA_ALONE_MAGIC)
 ) | {bytes([first]) for first in range(0x50, 0x60)}  # zstd skippable frames
+
+
+def inner_name(path: str) -> str:
+    """What a compressed file decompresses to is called: its name without the compression's
+    suffix (``.tgz`` becomes ``.tar``), or its name as it is if it has none."""
+    base = path[path.rfind("/") + 1 :]
+    dot = base.rfind(".")
+    if dot > 0 and base[dot:].lower() in COMPRESSED_SUFFIXES:
+        return base[:dot] + COMPRESSED_SUFFIXES[base[dot:].lower()]
+    return base or "data"
 
 
 def sniff(path: str, head: bytes, size: int) -> Candidate | None:
@@ -225,13 +264,18 @@ def sniff(path: str, head: bytes, size: int) -> Candidate | None:
     compression = _compression(head)
     if compression is not None:
         start = _peek_decompressed(head, compression)
-        if len(start) >= TAR_MAGIC_OFFSET + len(TAR_MAGIC) or (size <= len(head) and compression in ("gzip", "xz")):
+        inner = inner_name(path)
+        whole = size <= len(head) and compression in ("gzip", "xz", "lzma")
+        if len(start) >= TAR_MAGIC_OFFSET + len(TAR_MAGIC) or whole:
             # Decided: a tar header is there or not (a whole small file
             # decompressed to less than one header is no tarball either).
             if _is_tar_header(start):
                 return Candidate(Format.TAR, True, named is not None)
-            return Candidate(Format.TAR, False, True) if named is Format.TAR else None
-        return Candidate(named or Format.TAR, False, named is not None)
+            if named is Format.TAR:
+                return Candidate(Format.TAR, False, True)
+            return Candidate(Format(compression), True, named is not None, inner, compression)
+        # Undecided (zstd, bzip2, lz4 need a whole block): ``stream_members`` decides, tarball or one file.
+        return Candidate(named or Format.TAR, False, named is not None, inner, compression)
     if named is not None:
         return Candidate(named, False, True)
     return None
@@ -244,15 +288,20 @@ class ArchiveMember:
     translated here, the walker reports them against the archive.
     """
 
-    __slots__ = ("_buffer", "_fileobj", "entry", "name", "note")
+    __slots__ = ("_buffer", "_fileobj", "container", "entry", "name", "note")
 
-    def __init__(self, entry: Entry, fileobj: ByteStream | None, note: str | None = None) -> None:
+    def __init__(self, entry: Entry, fileobj: ByteStream | None, note: str | None = None, held: bytes = b"",
+                 container: Format | None = None) -> None:
         self.entry = entry
+        self.container = container
+        """The format of the file this member came from, when only reading it told (a compressed
+        file that was no tarball): the walker's scope says it instead of the format guessed."""
         self.name = entry.path.lstrip("/")
         self.note = note
         """Why this member is not judged (encrypted, unsupported compression)."""
         self._fileobj = fileobj
-        self._buffer = b""
+        self._buffer = held
+        """What was read so far; all of it for a member held from the start (``held``)."""
 
     def head(self, n: int) -> bytes:
         # Peeked where the member's reader can (zip, tar), as ``layer.Member.head`` does: ``read``
@@ -270,7 +319,7 @@ class ArchiveMember:
         # it at once, and holds compressed input, output and zlib's doubling buffer (2.3x a
         # 414 MiB member, measured); BytesIO grows in place and hands its buffer over uncopied.
         if self._fileobj is None:
-            return b""
+            return self._buffer
         sink = io.BytesIO()
         sink.write(self._buffer)
         while chunk := self._fileobj.read(CHUNK):
@@ -336,8 +385,8 @@ def _buffered(view: memoryview) -> io.BufferedReader:
 
 def decompressed_stream(raw: io.BufferedReader[Any]) -> tuple[ByteStream, str]:
     """``raw`` decompressed by its magic bytes (or as is)."""
-    head = raw.peek(8)[:8]
-    compression = _compression(head) or ("lzma" if head.startswith(LZMA_ALONE_MAGIC) else "none")
+    head = raw.peek(PEEK_SIZE)[:PEEK_SIZE]
+    compression = _compression(head) or "none"
     return decompressor(raw, compression), compression
 
 
@@ -355,19 +404,26 @@ def members(candidate: Candidate, data: bytes) -> Members | None:
 
 
 def stream_members(candidate: Candidate, raw: io.BufferedReader[Any]) -> Members | None:
-    """The members of a tar, deb, rpm or ar read front to back from ``raw``; None if it is no archive after all.
+    """The members of a tar, deb, rpm, ar or compressed file read front to back from ``raw``;
+    None if it is no archive after all.
 
-    Nothing is held: a member's data is read from the stream when it is judged and skipped otherwise.
+    Nothing is held (but the one member of a compressed file): a member's data is read from the
+    stream when it is judged and skipped otherwise.
     """
     if candidate.format is Format.TAR and not candidate.certain and not candidate.named:
-        # Undecided (zstd and bzip2 need a whole block): decompress the start of what is buffered.
+        # Undecided (zstd, bzip2 and lz4 need a whole block): decompress the start of what is buffered.
         try:
-            start = _read_up_to(decompressed_stream(io.BufferedReader(_Peeked(raw.peek(CHUNK)), CHUNK))[0],
-                                PEEK_SIZE)
+            stream, compression = decompressed_stream(io.BufferedReader(_Peeked(raw.peek(CHUNK)), CHUNK))
+            start = _read_up_to(stream, PEEK_SIZE)
         except ARCHIVE_ERRORS:
-            return None
+            start, compression = b"", _compression(raw.peek(PEEK_SIZE)[:PEEK_SIZE]) or "none"
         if not _is_tar_header(start):
-            return None
+            if compression not in SINGLE_FILE:
+                return None
+            return _single_file_members(decompressor(raw, compression), candidate.inner_name, compression)
+    if candidate.format.value in SINGLE_FILE:
+        fmt = candidate.format.value
+        return _single_file_members(decompressor(raw, fmt), candidate.inner_name, fmt)
     if candidate.format is Format.DEB:
         return _deb_stream_members(raw)
     if candidate.format is Format.RPM:
@@ -453,6 +509,21 @@ def _tar_stream_members(stream: ByteStream) -> Members:
     for header in reader:
         entry = header_entry(header)
         yield ArchiveMember(entry, reader.data if entry.type is EntryType.FILE else None)
+
+
+# ---------------------------------------------------------------- one compressed file
+
+
+def _single_file_members(stream: ByteStream, name: str, compression: str) -> Members:
+    """The one member of a compressed file: what it decompresses to, held (its size is known only
+    at its end, and the detectors need it), up to ``COMPRESSED_FILE_MAX`` bytes."""
+    data = _read_up_to(stream, COMPRESSED_FILE_MAX + 1)
+    entry = Entry(image_path(name), EntryType.FILE, len(data), 0o644)
+    if len(data) > COMPRESSED_FILE_MAX:
+        yield ArchiveMember(entry, None, f"decompresses to more than the {COMPRESSED_FILE_MAX}-byte bound",
+                            container=Format(compression))
+        return
+    yield ArchiveMember(entry, None, held=data, container=Format(compression))
 
 
 # ---------------------------------------------------------------- deb (ar)
@@ -925,6 +996,10 @@ class Scope:
     def nested(self, member: str, fmt: Format) -> Scope:
         return Scope(self.path, self.sha256, (*self.chain, member), (*self.formats, fmt.value), self.budget)
 
+    def settled(self, fmt: Format) -> Scope:
+        """This scope with its own archive's format as reading it told (``ArchiveMember.container``)."""
+        return Scope(self.path, self.sha256, self.chain, (*self.formats[:-1], fmt.value), self.budget)
+
 
 def outer_scope(path: str, sha256: str, fmt: Format) -> Scope:
     """The scope of the members of an archive file of the layer, with a fresh budget."""
@@ -977,7 +1052,7 @@ def finding_inside(finding: Finding, scope: Scope, member: str, member_sha256: s
 
 # ---------------------------------------------------------------- versioning
 
-VERSION = 2
+VERSION = 3
 """Bump whenever a change here or in the walker could alter what a layer's
 walk yields from inside archives (formats, recognition, bounds, meaning)."""
 
@@ -993,6 +1068,8 @@ def rule_tables() -> dict[str, Any]:
         "formats": [fmt.value for fmt in Format],
         "names": [suffix for suffix, _ in NAME_SUFFIXES],
         "max_size": ARCHIVE_MAX_SIZE,
+        "compressed_file_max": COMPRESSED_FILE_MAX,
+        "compressed_suffixes": COMPRESSED_SUFFIXES,
         "streamed": sorted(STREAMED),
         "max_depth": MAX_DEPTH,
         "max_bytes": MAX_BYTES,

@@ -30,6 +30,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 BZIP2_MAGIC = b"BZh"
+LZ4_MAGIC = b"\x04\x22\x4d\x18"
 ZSTD_SKIPPABLE = b"\x2a\x4d\x18"
 """Bytes 1-3 of a zstd skippable frame's magic (byte 0 is 0x50-0x5F): a valid start of a zstd stream."""
 
@@ -350,6 +351,10 @@ def decompressor(raw: ByteStream, compression: str) -> ByteStream:
         return bz2.BZ2File(cast(IO[bytes], raw), mode="rb")
     if compression == "lzma":
         return lzma.LZMAFile(cast(IO[bytes], raw), mode="rb", format=lzma.FORMAT_ALONE)
+    if compression == "lz4":
+        import lz4.frame  # type: ignore[import-untyped]  # lz4 ships no annotations; loaded by the first member
+
+        return cast(ByteStream, lz4.frame.LZ4FrameFile(cast(IO[bytes], raw), mode="rb"))
     return raw
 
 

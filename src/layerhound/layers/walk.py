@@ -341,7 +341,8 @@ class _LayerWalk:
     def _open(self, candidate: Candidate, members: Callable[[], Members | None], scope: Scope, where: str) -> None:
         """Judge every member of the archive ``members()`` reads; report what stops it."""
         stats = self.result.stats
-        kind = candidate.format.value
+        # Undecided between a tarball and one compressed file: the compression is what is known.
+        kind = candidate.compression if not candidate.certain and candidate.compression else candidate.format.value
         try:
             found = members()
             if found is None:
@@ -356,7 +357,8 @@ class _LayerWalk:
                     if member.note is not None:
                         self._note(f"{scope.where(member.name)}: not inspected: {member.note}")
                     elif member.entry.type is EntryType.FILE and member.entry.size > 0:
-                        self.judge(member, scope, member.name)
+                        self.judge(member, scope if member.container is None else scope.settled(member.container),
+                                   member.name)
         except ArchiveLimit as exc:
             if scope.depth > 1:
                 raise  # the bound is the outermost archive's: it stops as a whole
