@@ -142,7 +142,7 @@ class LayerPool:
 
         (Keeping the largest here instead, as a worker starts up, measured slower: 1.6 s against 1.3 s
         on the benchmark's three-layer image.)"""
-        from layerhound.crawl.worker import judge_layer_task
+        from layerhound.crawl.worker import judge_layer_task, user_rules_of
 
         while not self._broken and len(inflight) < self.workers:
             job = next((j for j in queue if self._sendable(j)), None)
@@ -150,7 +150,7 @@ class LayerPool:
                 return
             try:
                 future = self.executor().submit(judge_layer_task, job.layer.ref, self.settings,
-                                             tuple(d.name for d in job.missing))
+                                                tuple(d.name for d in job.missing), user_rules_of(job.missing))
             except Exception:  # a broken or shut pool: this process walks everything left
                 self._broken = True
                 return
@@ -163,12 +163,12 @@ class LayerPool:
         return layer.ref is not None and layer.size >= self.min_layer_bytes
 
     def _sendable(self, job: _Job) -> bool:
-        from layerhound.crawl.worker import detectors_named
+        from layerhound.crawl.worker import detectors_named, user_rules_of
 
         if job.here or not self._large_and_reopenable(job.layer):
             return False
-        # A worker runs the built-in detectors of these names: only those can be sent.
-        return detectors_named([d.name for d in job.missing]) == job.missing
+        # A worker runs the built-in detectors of these names and the user's rules: only those can be sent.
+        return detectors_named([d.name for d in job.missing], user_rules_of(job.missing)) == job.missing
 
     def _collect(self, inflight: dict[TaskFuture, _Job], block: bool) -> list[tuple[_Job, LayerOutcome | None]]:
         from concurrent.futures import BrokenExecutor  # here: a scan that starts no pool never loads it

@@ -319,3 +319,25 @@ def test_from_file_with_kubectl_pods_names_the_workloads(
     assert main(["crawl", "--insecure-registry", host, "--db", db, "--no-progress", "--from", str(lines)]) == 0
     assert main(["crawl", "--db", db, "--from", str(tmp_path / "missing.txt")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_the_users_rules_run_in_the_crawls_worker_processes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, world: World, counting: FaultProxy
+) -> None:
+    """``--rules`` travels with each layer task to the process pool: every implant image gets the
+    rule's finding, no clean one does, and the stored verdicts are keyed by the rules too."""
+    rules = tmp_path / "team.yar"
+    rules.write_text('rule sim_probe { strings: $a = "lh_sim_probe" condition: $a }\n')
+    infected = next(p for p in world.images.values() if p.verdict not in CLEAN)
+    clean = next(p for p in world.images.values() if p.verdict in CLEAN and p.repository != infected.repository)
+    targets = [f"docker://{counting.host}/{p.repository}:{p.tag}" for p in (infected, clean)]
+    db = sqlite_url(tmp_path / "results.sqlite3")
+    status, report, err = crawl(capsys, counting, db, "--rules", str(rules), *targets)
+    assert status == 1, err
+    images = by_ref(report, counting)
+    rules_of = {name: {f["rule"] for f in image["findings"]} for name, image in images.items()}
+    assert "yara:team.sim_probe" in rules_of[f"{infected.repository}:{infected.tag}"]
+    assert not any(r.startswith("yara:") for r in rules_of[f"{clean.repository}:{clean.tag}"])
+    # Without the rules the same images are judged again (another rules version), not served as they were.
+    status, report, err = crawl(capsys, counting, db, *targets)
+    assert all(not f["rule"].startswith("yara:") for image in report["images"] for f in image["findings"])

@@ -19,6 +19,7 @@ from layerhound.errors import UsageError
 from layerhound.registry import DEFAULT_CONCURRENCY, ENV_PASSWORD, ENV_USERNAME
 
 if TYPE_CHECKING:
+    from layerhound.detectors.base import Detector
     from layerhound.model import ImageResult, Verdict
     from layerhound.registry.settings import RegistrySettings
 
@@ -194,6 +195,26 @@ def add_fail_on(parser: argparse.ArgumentParser) -> None:
         help="exit 1 when any image is at or above LEVEL: reachable, backdoored (default), "
         "history, source, affected, never (or a verdict name)",
     )
+
+
+def add_rules_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rules", type=Path, metavar="PATH",
+                        help="also run these YARA rules (a .yar file, or a directory of .yar/.yara files), compiled "
+                        "once by YARA-X, over the ELF files and scripts of every layer; a match is a finding")
+    parser.add_argument("--rules-all-files", action="store_true",
+                        help="run --rules over every regular file (up to 64 MiB each), not only ELF files and scripts")
+
+
+def with_user_rules(detectors: Sequence[Detector], args: argparse.Namespace) -> tuple[Detector, ...]:
+    """The built-in detectors, and the user's rules (``--rules``) last; a rule that does not compile
+    is a usage error before any image is read."""
+    if args.rules is None:
+        if args.rules_all_files:
+            raise UsageError("--rules-all-files needs --rules PATH")
+        return tuple(detectors)
+    from layerhound.detectors.user_rules import UserRulesDetector, load_rules
+
+    return (*detectors, UserRulesDetector(load_rules(args.rules, args.rules_all_files)))
 
 
 def use_color(output: Path | None) -> bool:

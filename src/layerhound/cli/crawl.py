@@ -13,10 +13,12 @@ from layerhound.cli.common import (
     add_db_option,
     add_fail_on,
     add_registry_options,
+    add_rules_options,
     exit_status,
     positive_int,
     registry_settings,
     use_color,
+    with_user_rules,
     write_output,
 )
 from layerhound.errors import UsageError
@@ -58,6 +60,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
                        "markdown")
     crawl.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
     add_fail_on(crawl)
+    add_rules_options(crawl)
     crawl.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     add_registry_options(crawl)
     crawl.set_defaults(run=run)
@@ -77,7 +80,7 @@ def targets_of(args: argparse.Namespace) -> list[Target]:
 def run(args: argparse.Namespace) -> int:
     from layerhound.crawl.executor import make_executor
     from layerhound.crawl.run import Crawler, crawl_status
-    from layerhound.detectors.registry import rules_version
+    from layerhound.detectors.registry import ALL_DETECTORS, rules_version
     from layerhound.registry.session import RegistrySession
     from layerhound.registry.tags import date_window
     from layerhound.report.crawl_progress import CrawlProgress
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from layerhound.store.results import ResultStore
 
     targets = targets_of(args)
+    detectors = with_user_rules(ALL_DETECTORS, args)
     date_window(args.since, args.until)  # bad dates fail before anything is opened
     parse_platform(args.platform)
     settings = registry_settings(args)
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             crawler = Crawler(
                 store, session, executor, since=args.since, until=args.until, globs=args.globs,
-                platform=args.platform, observer=progress,
+                platform=args.platform, observer=progress, detectors=detectors,
             )
             summary = crawler.run(targets, _arguments(args))
         finally:
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"layerhound: {summary.stop_reason}", file=sys.stderr)
     fail_on = args.fail_on
     if args.format == ReportFormat.JSON.value:
-        document = scan_document(summary.results, rules_version())
+        document = scan_document(summary.results, rules_version(detectors))
         if summary.workloads:
             document["workloads"] = [
                 {"namespace": ns, "pod": pod, "container": container, "image": image, "ref": result.ref,
@@ -120,10 +124,10 @@ def run(args: argparse.Namespace) -> int:
             ]
         text = json.dumps(document, indent=2) + "\n"
     elif args.format == ReportFormat.TABLE.value:
-        text = render(ReportFormat.TABLE, summary.results, rules_version(), color=use_color(args.output))
+        text = render(ReportFormat.TABLE, summary.results, rules_version(detectors), color=use_color(args.output))
         text += _workload_lines(summary.workloads, fail_on)
     else:
-        text = render(ReportFormat(args.format), summary.results, rules_version())
+        text = render(ReportFormat(args.format), summary.results, rules_version(detectors))
     write_output(text, args.output)
     status = exit_status(summary.results, fail_on)
     return EXIT_ERROR if summary.status != "finished" else status

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 from layerhound.cli.common import (
     add_fail_on,
     add_registry_options,
+    add_rules_options,
     exit_status,
     positive_int,
     registry_settings,
     use_color,
     warn,
+    with_user_rules,
     write_output,
 )
 from layerhound.errors import ReferenceError_, UsageError
@@ -40,6 +42,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     scan.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
     scan.add_argument("--platform", default="all", help="'all' (default) or OS/ARCH[/VARIANT] of an index")
     add_fail_on(scan)
+    add_rules_options(scan)
     scan.add_argument("--jobs", type=positive_int, metavar="N",
                       help="processes walking the large layers of an image at once (default: one per core; "
                       "1: every layer in this process)")
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             parse_reference(reference)
         except ReferenceError_ as exc:
             raise UsageError(str(exc)) from exc
+    detectors = with_user_rules(ALL_DETECTORS, args)
     image_src = DEFAULT_IMAGE_SRC if args.image_src is None else parse_image_src(args.image_src)
     options = SourceOptions(image_src=image_src, cross_mounts=args.cross_mounts, exclude=tuple(args.exclude))
     show_progress = not args.no_progress and sys.stderr.isatty()
@@ -101,16 +105,16 @@ def run(args: argparse.Namespace) -> int:
                 from layerhound.report.progress import ProgressObserver
 
                 with ProgressObserver() as progress:
-                    results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, progress, cache,
+                    results.extend(scan_references(args.references, detectors, args.platform, progress, cache,
                                                    session=session, options=options, pool=pool))
             else:
-                results.extend(scan_references(args.references, ALL_DETECTORS, args.platform, None, cache,
+                results.extend(scan_references(args.references, detectors, args.platform, None, cache,
                                                session=session, options=options, pool=pool))
         finally:
             pool.close()
     if cache is not None:
         cache.close()
 
-    text = render(ReportFormat(args.format), results, rules_version(), color=use_color(args.output))
+    text = render(ReportFormat(args.format), results, rules_version(detectors), color=use_color(args.output))
     write_output(text, args.output)
     return exit_status(results, args.fail_on)

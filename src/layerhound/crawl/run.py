@@ -37,7 +37,7 @@ from layerhound import __version__
 from layerhound.assess.verdict import ASSESS_VERSION, assess_image
 from layerhound.crawl.executor import Executor, TaskFuture
 from layerhound.crawl.targets import Target
-from layerhound.crawl.worker import LayerOutcome, judge_layer, judge_layer_task
+from layerhound.crawl.worker import LayerOutcome, judge_layer, judge_layer_task, user_rules_of
 from layerhound.detectors.base import Detector
 from layerhound.detectors.registry import ALL_DETECTORS, rules_version
 from layerhound.errors import PullBudgetExhausted, RegistryError, ScanError
@@ -437,7 +437,8 @@ class Crawler:
             self._finished(key, self._walk_here(layer, names))
             return
         try:
-            self._inflight[key] = self.executor.submit(judge_layer_task, ref, self.session.settings, names)
+            self._inflight[key] = self.executor.submit(judge_layer_task, ref, self.session.settings, names,
+                                                       user_rules_of(self.detectors))
         except Exception as exc:  # a broken pool, a lost cluster: this layer fails, the crawl goes on
             self._finished(key, self._lost(layer, names, exc))
 

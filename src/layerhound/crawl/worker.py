@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from layerhound.detectors.base import Detector
 from layerhound.detectors.registry import ALL_DETECTORS
+from layerhound.detectors.user_rules import RuleSources, UserRulesDetector
 from layerhound.errors import ScanError
 from layerhound.layers.layer import Layer
 from layerhound.layers.ref import LayerRef
@@ -38,10 +39,19 @@ class LayerOutcome:
     failure: Failure | None = None
 
 
-def detectors_named(names: Sequence[str]) -> list[Detector]:
-    """The built-in detectors of these names, in the fixed order."""
+def detectors_named(names: Sequence[str], rules: RuleSources | None = None) -> list[Detector]:
+    """The built-in detectors of these names, in the fixed order; then the user's rules (``--rules``),
+    which travel as their text and are compiled once per worker process."""
     wanted = set(names)
-    return [d for d in ALL_DETECTORS if d.name in wanted]
+    found: list[Detector] = [d for d in ALL_DETECTORS if d.name in wanted]
+    if rules is not None and UserRulesDetector.name in wanted:
+        found.append(UserRulesDetector(rules))
+    return found
+
+
+def user_rules_of(detectors: Sequence[Detector]) -> RuleSources | None:
+    """The user's rules among ``detectors`` (what a task must carry for a worker to run them)."""
+    return next((d.sources for d in detectors if isinstance(d, UserRulesDetector)), None)
 
 
 def judge_layer(
@@ -65,9 +75,9 @@ def judge_layer(
     return LayerOutcome(digest, diff_id, names, result=result)
 
 
-def judge_layer_task(ref: LayerRef, settings: RegistrySettings, detector_names: tuple[str, ...]) -> LayerOutcome:
+def judge_layer_task(ref: LayerRef, settings: RegistrySettings, detector_names: tuple[str, ...],
+                     rules: RuleSources | None = None) -> LayerOutcome:
     """Walk one layer blob with the named detectors, through this process's own registry session."""
+    detectors = detectors_named(detector_names, rules)
     with RegistrySession(settings) as session:
-        return judge_layer(
-            lambda: open_layer(ref, session), ref.digest, ref.diff_id, detectors_named(detector_names), detector_names
-        )
+        return judge_layer(lambda: open_layer(ref, session), ref.digest, ref.diff_id, detectors, detector_names)
