@@ -65,7 +65,9 @@ ARCHIVE_MAX_SIZE = 64 * 1024 * 1024
 """A zip read from a layer stream is held whole to be opened (its directory is at its end);
 a larger one is not opened, and that is reported. The streamed formats (tar, deb, rpm) and a
 zip on the host (read where it lies) are bounded by the budget only (``MAX_BYTES``, ``MAX_MEMBERS``)."""
-STREAMED = frozenset({"tar", "deb", "rpm", "ar", "gzip", "xz", "lzma", "zstd", "bzip2", "lz4"})
+SINGLE_FILE = frozenset({"gzip", "xz", "lzma", "zstd", "bzip2", "lz4"})
+"""Formats that are one compressed file, not an archive of several."""
+STREAMED = frozenset({"tar", "deb", "rpm", "ar"}) | SINGLE_FILE
 """Formats read front to back as the file passes, never held."""
 MAX_DEPTH = 3
 """Archives inside archives are opened down to this many levels (a file of the
@@ -111,8 +113,6 @@ class Format(str, enum.Enum):
     """One compressed file (``liblzma.so.5.gz``): its one member is what it decompresses to."""
 
 
-SINGLE_FILE = frozenset({"gzip", "xz", "lzma", "zstd", "bzip2", "lz4"})
-"""Formats that are one compressed file, not an archive of several."""
 COMPRESSED_FILE_MAX = 64 * 1024 * 1024
 """Bytes a compressed single file is decompressed to, in memory (as a held zip is bounded by
 ``ARCHIVE_MAX_SIZE``); one that decompresses to more is not judged, and that is reported."""
@@ -532,6 +532,8 @@ def _single_file_members(stream: ByteStream, name: str, compression: str) -> Mem
 AR_HEADER_SIZE = 60
 AR_MAX_NAMES = 1024 * 1024
 """Bytes of a GNU ar long-name table (``//``) held to name members; a larger one is an error."""
+MAX_AR_NAME = 4096
+"""Longest BSD ar member name read (PATH_MAX)."""
 
 
 def _ar_headers(raw: io.BufferedReader[Any]) -> Iterator[tuple[str, int, int]]:
@@ -613,10 +615,6 @@ def _ar_stream_members(raw: io.BufferedReader[Any]) -> Members:
         yield ArchiveMember(Entry(image_path(name), EntryType.FILE, data_size, mode & 0o7777),
                             io.BufferedReader(body, CHUNK))
         _skip(raw, body.left, f"ar member {name}")
-
-
-MAX_AR_NAME = 4096
-"""Longest BSD ar member name read (PATH_MAX)."""
 
 
 # ---------------------------------------------------------------- rpm
