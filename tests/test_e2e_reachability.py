@@ -124,14 +124,16 @@ def scan_one(capsys: pytest.CaptureFixture[str], ref: str) -> dict[str, Any]:
             "would load liblzma.so.5 from /opt/clean/liblzma.so.5 (found by LD_LIBRARY_PATH",
         ),
         ("term-set", "backdoored-dormant", "the image config sets TERM"),
-        ("systemd-init", "backdoored-reachable", "systemd starts sshd: multi-user.target.wants/ssh.service enabled"),
+        ("systemd-init", "backdoored-reachable", "systemd starts sshd: multi-user.target.wants/ssh.service is "
+         "enabled; /usr/lib/systemd/system/ssh.service line 10: ExecStart=/usr/sbin/sshd -D $SSHD_OPTS starts sshd"),
         ("missing-init", "backdoored-dormant", "program /sbin/init is not in the image"),
         (
             "entrypoint-runs-cmd",
             "backdoored-reachable",
-            "runs sshd directly: /usr/sbin/sshd -D (via /docker-entrypoint.sh, which runs its arguments)",
+            'runs sshd directly: /usr/sbin/sshd -D (/docker-entrypoint.sh line 3: exec "$@" runs its arguments',
         ),
-        ("entrypoint-runs-other", "backdoored-dormant", "does not start sshd: /bin/bash"),
+        ("entrypoint-runs-other", "backdoored-dormant",
+         "/docker-entrypoint.sh does not start sshd with these arguments: /docker-entrypoint.sh /bin/bash"),
     ],
 )
 def test_each_link_of_the_chain(

@@ -8,6 +8,7 @@ import pytest
 
 from layerhound.assess.loader import Loader
 from layerhound.assess.reachability import StartAnalysis, assess_reachability, facts_by_path
+from layerhound.detectors.startup import StartupFacts
 from layerhound.fs.merged import MergedView
 from layerhound.model import Entry, EntryType, Fact, LayerResult
 
@@ -137,20 +138,29 @@ def test_preloads_are_loaded() -> None:
     assert plan.objects[f"{LIB}/libx.so"].found_by.startswith("preload")
 
 
+def startup(path: str, text: str) -> Fact:
+    """The startup collector's own fact for a file of this text (so the analysis reads what a scan records)."""
+    data = text.encode()
+    [fact] = StartupFacts().inspect(Entry(path, EntryType.FILE, len(data)), data)
+    assert isinstance(fact, Fact)
+    return fact
+
+
 START_FILES: dict[str, Fact | str | None] = {
     "/usr/sbin/sshd": None,
     "/usr/bin/tini": None,
     "/bin/sh": None,
-    "/entrypoint.sh": Fact("startup", "/entrypoint.sh", {"mentions_sshd": True, "lines": ["exec /usr/sbin/sshd -D"],
-                                                          "absolute_sshd": True}),
+    "/entrypoint.sh": startup("/entrypoint.sh", "#!/bin/sh\nmkdir -p /run/sshd\nexec /usr/sbin/sshd -D\n"),
     "/usr/bin/supervisord": None,
-    "/etc/supervisor/conf.d/sshd.conf": Fact("startup", "/etc/supervisor/conf.d/sshd.conf",
-                                             {"mentions_sshd": True, "lines": ["command=/usr/sbin/sshd -D"],
-                                              "absolute_sshd": True}),
-    "/docker-entrypoint.sh": Fact("startup", "/docker-entrypoint.sh",
-                                  {"mentions_sshd": False, "lines": [], "absolute_sshd": False,
-                                   "runs_arguments": True}),
+    "/etc/supervisor/conf.d/sshd.conf": startup("/etc/supervisor/conf.d/sshd.conf",
+                                                "[program:sshd]\ncommand=/usr/sbin/sshd -D\n"),
+    "/docker-entrypoint.sh": startup("/docker-entrypoint.sh", '#!/bin/sh\nset -e\nexec "$@"\n'),
     "/lib/systemd/systemd": None,
+    "/lib/systemd/system/ssh.service": startup(
+        "/lib/systemd/system/ssh.service",
+        "[Service]\nEnvironmentFile=-/etc/default/ssh\nExecStartPre=/usr/sbin/sshd -t\n"
+        "ExecStart=/usr/sbin/sshd -D $SSHD_OPTS\nExecReload=/usr/sbin/sshd -t\n",
+    ),
 }
 
 

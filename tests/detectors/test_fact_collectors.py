@@ -82,15 +82,18 @@ def test_ld_so_conf_directives() -> None:
 @pytest.mark.parametrize(
     ("path", "text", "expected"),
     [
-        ("/entrypoint.sh", "#!/bin/sh\nmkdir -p /run/sshd\nexec /usr/sbin/sshd -D\n", (True, True, False)),
-        ("/start.sh", "#!/bin/bash\n# sshd is started below\nsshd -D\n", (True, False, False)),
-        ("/docker-entrypoint.sh", '#!/bin/sh\nset -e\nexec "$@"\n', (False, False, True)),
-        ("/etc/supervisor/conf.d/ssh.conf", "[program:sshd]\ncommand=/usr/sbin/sshd -D\n", (True, True, False)),
+        # (a launch starts sshd, one starts it as /usr/sbin/sshd, one runs the arguments, it mentions sshd)
+        ("/entrypoint.sh", "#!/bin/sh\nmkdir -p /run/sshd\nexec /usr/sbin/sshd -D\n", (True, True, False, True)),
+        ("/start.sh", "#!/bin/bash\n# sshd is started below\nsshd -D\n", (True, False, False, True)),
+        ("/docker-entrypoint.sh", '#!/bin/sh\nset -e\nexec "$@"\n', (False, False, True, False)),
+        ("/etc/supervisor/conf.d/ssh.conf", "[program:sshd]\ncommand=/usr/sbin/sshd -D\n", (True, True, False, True)),
+        ("/prepare.sh", "#!/bin/sh\nmkdir -p /run/sshd\necho 'sshd is ready'\n", (False, False, False, True)),
         ("/run.sh", "#!/bin/sh\nexec nginx -g 'daemon off;'\n", None),
         ("/usr/bin/sshd-keygen-wrapper", "#!/bin/sh\necho sshd-keygen\n", None),
+        ("/usr/bin/helper", "#!/bin/sh\n/usr/local/bin/other --flag\n", None),
     ],
 )
-def test_startup_facts(path: str, text: str, expected: tuple[bool, bool, bool] | None) -> None:
+def test_startup_facts(path: str, text: str, expected: tuple[bool, bool, bool, bool] | None) -> None:
     data = text.encode()
     collector = StartupFacts()
     entry = Entry(path, EntryType.FILE, len(data))
@@ -101,7 +104,14 @@ def test_startup_facts(path: str, text: str, expected: tuple[bool, bool, bool] |
         return
     [fact] = facts
     assert isinstance(fact, Fact)
-    assert (fact.data["mentions_sshd"], fact.data["absolute_sshd"], fact.data["runs_arguments"]) == expected
+    launches = fact.data["launches"]
+    sshd = [launch for launch in launches if launch["runs"] == "sshd"]
+    assert (
+        bool(sshd),
+        any(launch["argv0"] == "/usr/sbin/sshd" for launch in sshd),
+        any(launch["runs"] == "arguments" for launch in launches),
+        bool(fact.data["mentions"]),
+    ) == expected
 
 
 def test_sshd_word_matches_the_lines_the_path_prefixed_pattern_did() -> None:
@@ -129,7 +139,7 @@ def test_a_megabyte_line_of_slashes_is_judged_at_once() -> None:
         "from layerhound.model import Entry, EntryType\n"
         "data = b'#!/bin/sh\\n' + b'/' * (1 << 20) + b' sshd\\n'\n"
         "[fact] = StartupFacts().inspect(Entry('/e.sh', EntryType.FILE, len(data)), data)\n"
-        "print(fact.data['mentions_sshd'])\n"
+        "print(bool(fact.data['mentions']))\n"
     )
     done = run_capped(program, cap_mib=512, timeout=60)
     assert done.status == 0, done.stderr

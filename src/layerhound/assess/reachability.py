@@ -10,8 +10,10 @@ facts the detectors recorded and the image config — nothing is executed:
    e.g. sshd → libsystemd.so.0 → liblzma.so.5 — a library that only dlopens
    liblzma does not count;
 3. the image starts sshd: directly as ``/usr/sbin/sshd`` (the implant checks
-   argv[0]), through a shell or entrypoint script, tini/dumb-init, supervisord,
-   runit, s6, or systemd with ``ssh.service``/``sshd.service``/``ssh.socket`` enabled;
+   argv[0]), through wrappers (tini, gosu, su-exec, setpriv …), a shell or
+   entrypoint script — the parsed command that starts it, with its line, and only
+   when its conditions can hold for the image's real arguments — supervisord, runit,
+   s6-overlay, or systemd with an enabled unit whose ``ExecStart=`` starts sshd;
 4. nothing in the image config blocks it: the implant stays inactive when
    ``TERM``, ``LD_DEBUG``, ``LD_PROFILE``, ``LD_AUDIT`` or ``LD_BIND_NOT`` is
    set, or the kill switch ``yolAbejyiejuvnup=Evjtgvsh5okmkAvj`` is.
@@ -28,17 +30,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layerhound.assess.loader import Loader, LoadPlan, environment
+from layerhound.detectors.shell_starts import (
+    ARGUMENTS_WORDS,
+    CALLS,
+    POSITIONAL,
+    RUNS_ARGUMENTS,
+    RUNS_SSHD,
+    SHELLS,
+    WRAPPERS,
+    Launch,
+    shell_launches,
+    unwrap,
+)
+from layerhound.detectors.startup import SUPERVISOR_DIRS
 from layerhound.fs.merged import MergedView
 from layerhound.model import EntryType, Fact
 
 SSHD_PATHS = ("/usr/sbin/sshd", "/sbin/sshd", "/usr/local/sbin/sshd", "/usr/bin/sshd")
 IMPLANT_ARGV0 = "/usr/sbin/sshd"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-SHELLS = {"sh", "bash", "dash", "ash", "zsh", "ksh", "busybox"}
-WRAPPERS = {"tini", "dumb-init", "catatonit", "tini-static", "gosu", "su-exec", "exec", "env", "nohup"}
 SYSTEMD_UNITS = ("ssh.service", "sshd.service", "ssh.socket", "sshd.socket")
+SOCKET_SERVICES = {"ssh.socket": "ssh@.service", "sshd.socket": "sshd@.service"}
 SUPERVISORS = {
-    "supervisord": ("/etc/supervisor/", "/etc/supervisord.conf", "/etc/supervisord.d/"),
+    "supervisord": SUPERVISOR_DIRS,
     "runsvdir": ("/etc/service/", "/etc/sv/", "/etc/runit/"),
     "runit": ("/etc/service/", "/etc/sv/", "/etc/runit/"),
     "runit-init": ("/etc/service/", "/etc/sv/", "/etc/runit/"),
@@ -47,6 +61,7 @@ SUPERVISORS = {
 S6_OVERLAY_INIT = "/init"
 BLOCKING_VARIABLES = ("TERM", "LD_DEBUG", "LD_PROFILE", "LD_AUDIT", "LD_BIND_NOT")
 KILL_SWITCH = ("yolAbejyiejuvnup", "Evjtgvsh5okmkAvj")
+MAX_DEPTH = 6
 
 
 @dataclass
@@ -69,6 +84,10 @@ class Start:
     argv0_absolute: bool | None = None
     caveats: list[str] = field(default_factory=list)
 
+    def through(self, step: str) -> Start:
+        self.how = f"{self.how} ({step})"
+        return self
+
 
 def facts_by_path(facts: Iterable[Fact], collector: str) -> dict[str, dict[str, Any]]:
     """The final filesystem's facts of one collector, keyed by path."""
@@ -87,8 +106,28 @@ def _command(config: Mapping[str, Any]) -> list[str]:
     return argv
 
 
+def _substitute(words: Sequence[str], arguments: Sequence[str]) -> list[str]:
+    """A launch's words with the script's positional parameters put in (``"$@"``, ``$1``)."""
+    out: list[str] = []
+    for word in words:
+        if word in ARGUMENTS_WORDS:
+            out.extend(arguments)
+            continue
+        match = POSITIONAL.match(word)
+        if match:
+            index = int(match.group(1) or match.group(2))
+            out.extend(arguments[index - 1 : index])
+            continue
+        out.append(word)
+    return out
+
+
+def _where(path: str, launch: Launch) -> str:
+    return f"{path} line {launch.line}: {launch.text}"
+
+
 class StartAnalysis:
-    """Follows the image's Entrypoint/Cmd to sshd, through the usual launchers."""
+    """Follows the image's Entrypoint/Cmd to sshd, through launchers, scripts and supervisors."""
 
     def __init__(self, view: MergedView, env: Mapping[str, str], startup: Mapping[str, dict[str, Any]]) -> None:
         self.view = view
@@ -105,10 +144,13 @@ class StartAnalysis:
                 return found[0]
         return None
 
+    def _launches(self, path: str) -> list[Launch]:
+        return [Launch.from_json(item) for item in self.startup.get(path, {}).get("launches") or ()]
+
     def analyse(self, argv: Sequence[str], depth: int = 0) -> Start:
         if not argv:
             return Start(False, "nothing (no Entrypoint/Cmd)")
-        if depth > 4:
+        if depth > MAX_DEPTH:
             return Start(False, "a launcher chain too deep to follow")
         program = argv[0]
         real = self._which(program)
@@ -118,82 +160,140 @@ class StartAnalysis:
             return Start(False, f"the image's Entrypoint/Cmd program {program} is not in the image: {shown}")
         if name == "sshd":
             return Start(True, f"the image runs sshd directly: {shown}", argv0_absolute=program == IMPLANT_ARGV0)
-        if name in WRAPPERS:
-            rest = [a for a in argv[1:] if a != "--" and not a.startswith("-")]
-            if rest:
-                inner = self.analyse(argv[argv.index(rest[0]) :], depth + 1)
-                inner.how = f"{inner.how} (via {name})"
-                return inner
-        if name in SHELLS and "-c" in argv:
-            script = argv[argv.index("-c") + 1] if argv.index("-c") + 1 < len(argv) else ""
-            words = script.replace(";", " ").replace("&&", " ").split()
-            if any(posixpath.basename(w) == "sshd" for w in words):
-                return Start(True, f"a shell command starts sshd: {script}", argv0_absolute=IMPLANT_ARGV0 in words)
-            for word in words:
-                target = self._which(word) if "/" in word else None
-                if target and self._starts_sshd(target):
-                    return self._script(target, shown)
-            return Start(False, f"the shell command does not start sshd: {script}")
-        script_at = 0 if real is not None and real in self.startup else None
-        if script_at is None and name in SHELLS and len(argv) > 1:
-            candidate = self._which(argv[1])
-            if candidate is not None and candidate in self.startup:
-                real, script_at = candidate, 1
-        if real is not None and script_at is not None:
-            if self._starts_sshd(real):
-                return self._script(real, shown)
-            if self.startup[real].get("runs_arguments") and len(argv) > script_at + 1:
-                inner = self.analyse(argv[script_at + 1 :], depth + 1)
-                inner.how = f"{inner.how} (via {real}, which runs its arguments)"
-                return inner
-        if name in ("systemd", "init") or (real or "").endswith("/systemd"):
-            if real == S6_OVERLAY_INIT or program == S6_OVERLAY_INIT:
-                return self._supervised("s6-svscan", shown)
-            return self._systemd(shown)
+        if name in WRAPPERS or name in SHELLS:
+            command = unwrap([name, *argv[1:]])
+            if command is not None and command.script is not None:
+                return self._inline(command.script, shown, depth)
+            if command is not None and command.runs == RUNS_SSHD:
+                return Start(True, f"the image runs sshd via {', '.join(command.via)}: {shown}",
+                             argv0_absolute=command.argv0 == IMPLANT_ARGV0)
+            if command is not None and command.runs == CALLS:
+                via = ", ".join(command.via)
+                return self.analyse([command.program, *command.arguments], depth + 1).through(f"via {via}")
+            if name in WRAPPERS:
+                return Start(False, f"the image's Entrypoint/Cmd does not start sshd: {shown}")
+        if real in self.startup:
+            return self._script(real, list(argv[1:]), shown, depth)
+        if real == S6_OVERLAY_INIT or program == S6_OVERLAY_INIT:
+            return self._supervised("s6-svscan", shown, depth)
+        if name in ("systemd", "init") or real.endswith("/systemd"):
+            return self._systemd(shown, depth)
         if name in SUPERVISORS:
-            return self._supervised(name, shown)
-        if program == S6_OVERLAY_INIT:
-            return self._supervised("s6-svscan", shown)
+            return self._supervised(name, shown, depth)
         return Start(False, f"the image's Entrypoint/Cmd does not start sshd: {shown}")
 
-    def _starts_sshd(self, path: str) -> bool:
-        return bool(self.startup.get(path, {}).get("mentions_sshd"))
+    def _inline(self, script: str, shown: str, depth: int) -> Start:
+        """``sh -c '…'`` in the config: the quoted script parsed like a file."""
+        launches = shell_launches(script.encode()).found
+        found = self._first_start("the shell command", launches, [], depth)
+        if found is not None:
+            return found.through(f"run by: {shown}")
+        return Start(False, f"the shell command does not start sshd: {script}")
 
-    def _script(self, script: str, shown: str) -> Start:
-        fact = self.startup[script]
-        line = fact.get("lines", ["?"])[0]
-        return Start(
-            True,
-            f"the start-up script {script} starts sshd ({line}); run by: {shown}",
-            argv0_absolute=bool(fact.get("absolute_sshd")),
-            caveats=[f"{script} is a script: whether its sshd line runs depends on its logic"],
-        )
+    def _script(self, script: str, arguments: list[str], shown: str, depth: int) -> Start:
+        found = self._first_start(script, self._launches(script), arguments, depth)
+        if found is not None:
+            return found.through(f"run by: {shown}")
+        fact = self.startup.get(script, {})
+        mentions = fact.get("mentions") or []
+        if mentions and (fact.get("unparsed") or fact.get("truncated")):
+            line, text = mentions[0]
+            return Start(True, f"the start-up script {script} may start sshd (line {line}: {text}); run by: {shown}",
+                         argv0_absolute=IMPLANT_ARGV0 in text,
+                         caveats=[f"{script} could not be parsed within layerhound's bounds: its mention of sshd "
+                                  "is taken as a start"])
+        if mentions:
+            line, text = mentions[0]
+            return Start(False, f"the start-up script {script} mentions sshd (line {line}: {text}) but no "
+                         f"command of it that runs with these arguments starts sshd; run by: {shown}")
+        return Start(False, f"the start-up script {script} does not start sshd with these arguments: {shown}")
 
-    def _supervised(self, supervisor: str, shown: str) -> Start:
+    def _first_start(self, where: str, launches: Sequence[Launch], arguments: Sequence[str],
+                     depth: int) -> Start | None:
+        """The first launch, in script order, that can run with these arguments and starts sshd
+        (itself, through the arguments it runs, or through a script it calls)."""
+        for launch in launches:
+            decided = [condition.holds(arguments) for condition in launch.conditions]
+            if False in decided:
+                continue
+            open_conditions = [c.text for c, d in zip(launch.conditions, decided, strict=True) if d is None]
+            found = self._launch_start(where, launch, arguments, depth)
+            if found is not None and found.starts:
+                if open_conditions:
+                    found.caveats.insert(0, f"{_where(where, launch)} runs only if {' and '.join(open_conditions)}")
+                return found
+            if not open_conditions and launch.via[:1] == ("exec",):
+                return None  # the script is replaced by a program that does not start sshd: nothing after runs
+        return None
+
+    def _launch_start(self, where: str, launch: Launch, arguments: Sequence[str], depth: int) -> Start | None:
+        via = f" via {', '.join(launch.via)}" if launch.via else ""
+        if launch.runs == RUNS_SSHD:
+            return Start(True, f"{_where(where, launch)} starts sshd{via}",
+                         argv0_absolute=launch.argv0 == IMPLANT_ARGV0)
+        if depth >= MAX_DEPTH:
+            return None
+        if launch.runs == RUNS_ARGUMENTS:
+            command = [*arguments, *_substitute(launch.arguments, arguments)]
+            if not command:
+                return None
+            return self.analyse(command, depth + 1).through(f"{_where(where, launch)} runs its arguments{via}")
+        target = self._which(launch.program) if launch.runs == CALLS else None
+        if target is None or target == where or target not in self.startup:
+            return None
+        inner = self._first_start(target, self._launches(target), _substitute(launch.arguments, arguments),
+                                  depth + 1)
+        return inner.through(f"called from {_where(where, launch)}") if inner is not None else None
+
+    def _supervised(self, supervisor: str, shown: str, depth: int) -> Start:
         dirs = SUPERVISORS[supervisor]
         for path, fact in sorted(self.startup.items()):
-            if path.startswith(dirs) and fact.get("mentions_sshd"):
-                return Start(
-                    True,
-                    f"{supervisor} starts sshd from {path} ({fact.get('lines', ['?'])[0]}); run by: {shown}",
-                    argv0_absolute=bool(fact.get("absolute_sshd")),
-                )
+            if not path.startswith(dirs):
+                continue
+            found = self._first_start(path, self._launches(path), [], depth + 1)
+            if found is not None:
+                return found.through(f"{supervisor} runs it; run by: {shown}")
+            if fact.get("kind") == "service" and fact.get("mentions"):
+                line, text = fact["mentions"][0]
+                return Start(True, f"{supervisor} may start sshd from {path} (line {line}: {text}); run by: {shown}",
+                             argv0_absolute=IMPLANT_ARGV0 in text,
+                             caveats=[f"{path} is in no syntax layerhound parses: it mentions sshd"])
         return Start(False, f"{supervisor} runs, but none of its service definitions starts sshd: {shown}")
 
-    def _systemd(self, shown: str) -> Start:
-        enabled: list[str] = []
+    def _systemd(self, shown: str, depth: int) -> Start:
+        not_starting: list[str] = []
         for target, node in sorted(self.view.listing("/etc/systemd/system").items()):
-            if target.endswith(".wants") and node.children:
-                wants = self.view.listing(f"/etc/systemd/system/{target}")
-                enabled.extend(f"{target}/{u}" for u in SYSTEMD_UNITS if u in wants)
-        if enabled:
-            return Start(
-                True,
-                f"systemd starts sshd: {', '.join(enabled)} enabled; run by: {shown}",
-                argv0_absolute=True,
-                caveats=["systemd gives services their own environment: the image's Env may not reach sshd"],
-            )
+            if not target.endswith(".wants") or not node.children:
+                continue
+            for unit in sorted(self.view.listing(f"/etc/systemd/system/{target}")):
+                enabled = f"/etc/systemd/system/{target}/{unit}"
+                found = self._unit_start(enabled, unit, depth)
+                if found is not None and found.starts:
+                    found.caveats.append("systemd gives services their own environment: the image's Env may not "
+                                         "reach sshd")
+                    found.how = f"systemd starts sshd: {target}/{unit} is enabled; {found.how}; run by: {shown}"
+                    return found
+                if found is not None:
+                    not_starting.append(found.how)
+        if not_starting:
+            return Start(False, f"systemd runs, but no enabled unit starts sshd ({'; '.join(not_starting[:3])}): "
+                         f"{shown}")
         return Start(False, f"systemd runs, but no ssh/sshd unit is enabled in /etc/systemd/system: {shown}")
+
+    def _unit_start(self, enabled: str, unit: str, depth: int) -> Start | None:
+        """Whether one enabled unit starts sshd, read from its ``ExecStart=`` (a socket from the
+        service it activates)."""
+        found = self.view.resolve(enabled)
+        real = found[0] if found else None
+        if real is not None and unit in SOCKET_SERVICES:
+            real = posixpath.join(posixpath.dirname(real), SOCKET_SERVICES[unit])
+        if real is not None and real in self.startup:
+            start = self._first_start(real, self._launches(real), [], depth + 1)
+            return start if start is not None else Start(False, f"{unit} ({real}) does not start sshd")
+        if unit in SYSTEMD_UNITS:
+            return Start(True, f"systemd starts sshd: {unit} is enabled", argv0_absolute=True,
+                         caveats=[f"the unit file of {unit} was not read ({real or 'missing'}): its name says sshd"])
+        return None
 
 
 def assess_reachability(
