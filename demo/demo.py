@@ -12,7 +12,8 @@ from a docker-archive) with the real CLI, twice with one cache; each verdict is
 compared with the expected one, so the demo is also a smoke test. Then it
 pushes a small history of a base repository (an infected tag, a newer clean one)
 and an application built on it, crawls those repositories into a results store,
-and prints the lineage of the infected base and the advice for the app. Last, it
+prints the lineage of the infected base and the advice for the app, and re-judges
+the stored images offline with a team's YARA rule (``rejudge``). Last, it
 loads one image into a private podman and scans it through the engine's API.
 
     python demo/demo.py [--out DIR]      # default: ./out/demo under the repo root
@@ -252,6 +253,17 @@ def crawl_history(layout: Path, registry: DemoRegistry, out: Path) -> list[str]:
     move_to, rebuild_on = document.get("move_to") or {}, document.get("rebuild_on") or {}
     if move_to.get("tag") != "2.0" or rebuild_on.get("tag") != "2024-04-10":
         problems.append(f"  advise: expected move to demo/app:2.0 and rebuild on demo/base:2024-04-10, got {document}")
+    rules = out / "team.yar"
+    rules.write_text('rule team_probe { strings: $a = "lh_sim_probe" condition: $a }\n')
+    step("re-judging the stored images offline with a team's YARA rule (no registry request): "
+         "layerhound rejudge --db … --rules out/demo/team.yar")
+    rejudged = subprocess.run([*cli, "rejudge", "--db", db, "--rules", str(rules), "--format", "json"],
+                              cwd=REPO, capture_output=True, text=True)
+    print(f"    {rejudged.stderr.strip()}")
+    counts = json.loads(rejudged.stdout).get("counts", {}) if rejudged.stdout.startswith("{") else {}
+    if rejudged.returncode != 0 or counts.get("rejudged") != len(verdicts):
+        problems.append(f"  rejudge exited {rejudged.returncode}, re-judged {counts.get('rejudged')} of "
+                        f"{len(verdicts)}: {rejudged.stderr.strip()}")
     step("writing the store's reports: layerhound report --db … --format html|sarif|openvex|cyclonedx|markdown")
     suffixes = {"html": "html", "sarif": "sarif", "openvex": "openvex.json", "cyclonedx": "cdx.json",
                 "markdown": "md"}

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from layerhound import __version__
-from layerhound.cli import advise, crawl, lineage, report, scan, tags
+from layerhound.cli import advise, crawl, lineage, rejudge, report, scan, tags
 from layerhound.cli.common import EXIT_ERROR, EXIT_FOUND, EXIT_OK, exit_status
 from layerhound.errors import LayerhoundError, UsageError
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and the rules version, then exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for command in (scan, tags, crawl, lineage, advise, report):
+    for command in (scan, tags, crawl, lineage, advise, report, rejudge):
         command.add_command(commands)
     return parser
 

@@ -217,6 +217,34 @@ def with_user_rules(detectors: Sequence[Detector], args: argparse.Namespace) -> 
     return (*detectors, UserRulesDetector(load_rules(args.rules, args.rules_all_files)))
 
 
+def byte_size(value: str) -> int:
+    """``10G``, ``500M``, ``64K`` or a number of bytes."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    text = value.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "")
+    try:
+        size = int(float(number) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {value!r} (e.g. 10G, 500M, 1048576)") from None
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"a size cannot be negative: {value!r}")
+    return size
+
+
+def add_keep_options(parser: argparse.ArgumentParser) -> None:
+    """Where the kept candidate files live (``store.kept_files``): for ``crawl`` and ``rejudge``."""
+    parser.add_argument("--keep-dir", type=Path, metavar="DIR",
+                        help="the kept files' directory (default: files/ beside a SQLite store, or files/ in the "
+                        "user's data directory for PostgreSQL)")
+
+
+def keep_dir(args: argparse.Namespace) -> Path:
+    from layerhound.store.kept_files import default_files_dir
+    from layerhound.store.results import default_db_url
+
+    return args.keep_dir.expanduser() if args.keep_dir is not None else default_files_dir(args.db or default_db_url())
+
+
 def use_color(output: Path | None) -> bool:
     return output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
 

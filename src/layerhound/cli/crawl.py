@@ -12,9 +12,12 @@ from layerhound.cli.common import (
     EXIT_ERROR,
     add_db_option,
     add_fail_on,
+    add_keep_options,
     add_registry_options,
     add_rules_options,
+    byte_size,
     exit_status,
+    keep_dir,
     positive_int,
     registry_settings,
     use_color,
@@ -61,6 +64,13 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     crawl.add_argument("-o", "--output", type=Path, help="write the report to FILE instead of stdout")
     add_fail_on(crawl)
     add_rules_options(crawl)
+    add_keep_options(crawl)
+    crawl.add_argument("--keep-max", type=byte_size, default=None, metavar="SIZE",
+                       help="the bound on the kept files' total size (default 10G); when reached, later layers are "
+                       "not kept and a message says so")
+    crawl.add_argument("--no-keep-files", action="store_true",
+                       help="keep no copies of the candidate files (then `layerhound rejudge` cannot re-judge "
+                       "what this crawl judged)")
     crawl.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     add_registry_options(crawl)
     crawl.set_defaults(run=run)
@@ -87,9 +97,14 @@ def run(args: argparse.Namespace) -> int:
     from layerhound.report.formats import render
     from layerhound.report.json_report import scan_document
     from layerhound.sources.manifest import parse_platform
+    from layerhound.store.kept_files import DEFAULT_MAX, KeepFiles
     from layerhound.store.results import ResultStore
 
     targets = targets_of(args)
+    if args.no_keep_files and (args.keep_max is not None or args.keep_dir is not None):
+        raise UsageError("--no-keep-files keeps nothing: drop --keep-max and --keep-dir")
+    keep = None if args.no_keep_files else KeepFiles(keep_dir(args), DEFAULT_MAX if args.keep_max is None
+                                                                  else args.keep_max)
     detectors = with_user_rules(ALL_DETECTORS, args)
     date_window(args.since, args.until)  # bad dates fail before anything is opened
     parse_platform(args.platform)
@@ -103,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             crawler = Crawler(
                 store, session, executor, since=args.since, until=args.until, globs=args.globs,
-                platform=args.platform, observer=progress, detectors=detectors,
+                platform=args.platform, observer=progress, detectors=detectors, keep=keep,
             )
             summary = crawler.run(targets, _arguments(args))
         finally:
@@ -113,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     print(crawl_status(summary), file=sys.stderr)
     if summary.stop_reason:
         print(f"layerhound: {summary.stop_reason}", file=sys.stderr)
+    for warning in summary.warnings:
+        print(f"layerhound: warning: {warning}", file=sys.stderr)
     fail_on = args.fail_on
     if args.format == ReportFormat.JSON.value:
         document = scan_document(summary.results, rules_version(detectors))
@@ -155,4 +172,5 @@ def _arguments(args: argparse.Namespace) -> dict[str, object]:
         "platform": args.platform,
         "executor": args.executor,
         "jobs": args.jobs,
+        "keep_files": not args.no_keep_files,
     }

@@ -54,9 +54,13 @@ from layerhound.scan import LayerFailed, error_result, internal_error
 from layerhound.sources import open_images
 from layerhound.sources.base import Image
 from layerhound.sources.manifest import parse_platform
+from layerhound.store.kept_files import KeepFiles, KeepSettings, directory_size
 from layerhound.store.layer_rows import StoredLayer
 from layerhound.store.results import ImageRow, ResultStore
 
+KEEP_SHARE_FACTOR = 8
+KEEP_SHARE_MIN = 64 * 1024 * 1024
+"""A layer task may keep up to 8 times the blob's size (at least 64 MiB) of compressed files, within what is left."""
 DECODED_LAYERS = 64
 """Layer results kept decoded in memory for the images still to assess (shared bases)."""
 
@@ -125,6 +129,8 @@ class CrawlSummary:
     stop_reason: str | None = None
     workloads: list[tuple[str, str, str, str, ImageResult]] = field(default_factory=list)
     """(namespace, pod, container, image reference, result) of every workload the crawl was given."""
+    warnings: list[str] = field(default_factory=list)
+    """What the user must know even without progress lines (the kept files' bound reached)."""
 
 
 _Key = tuple[str, str | None]
@@ -174,6 +180,7 @@ class Crawler:
         detectors: Sequence[Detector] = ALL_DETECTORS,
         observer: CrawlObserver | None = None,
         hub_api: str | None = None,
+        keep: KeepFiles | None = None,
     ) -> None:
         self.store = store
         self.session = session
@@ -202,6 +209,11 @@ class Crawler:
         self._views = ViewCache()
         """Merged views of shared bases: each derived image applies only its own layers."""
         self._errors: dict[str, ImageResult] = {}
+        self.keep = keep
+        self._keep_left = keep.limit - directory_size(keep.directory) if keep is not None else 0
+        """Bytes the kept files may still grow by, less what running tasks have been given."""
+        self._keep_given: dict[_Key, int] = {}
+        self.warnings: list[str] = []
 
     # -- the whole crawl -----------------------------------------------------
 
@@ -222,10 +234,10 @@ class Crawler:
         except BaseException:
             self.store.finish_run(run, "interrupted", self.counts.as_dict())
             raise
-        self._apply_lineage()
+        apply_lineage(self.store, self.rules)
         self.store.finish_run(run, status, self.counts.as_dict())
         results = [self.result(digest, label) for digest, label in self.covered.items()]
-        return CrawlSummary(run, status, self.counts, results, reason, self._workloads(targets))
+        return CrawlSummary(run, status, self.counts, results, reason, self._workloads(targets), self.warnings)
 
     # -- planning ------------------------------------------------------------
 
@@ -438,9 +450,33 @@ class Crawler:
             return
         try:
             self._inflight[key] = self.executor.submit(judge_layer_task, ref, self.session.settings, names,
-                                                       user_rules_of(self.detectors))
+                                                       user_rules_of(self.detectors), self._keep_share(layer, key))
         except Exception as exc:  # a broken pool, a lost cluster: this layer fails, the crawl goes on
             self._finished(key, self._lost(layer, names, exc))
+
+    def _keep_share(self, layer: Layer, key: _Key) -> KeepSettings | None:
+        """What a task may keep: a full walk of a layer not kept yet gets a share of what is left."""
+        if self.keep is None or not layer.digest or self._layers[key][2] is not None:
+            return None  # a walk for some detectors only sees only their files
+        existing = self.store.kept(layer.digest)
+        if existing is not None and existing.complete:
+            return None
+        share = min(self._keep_left, max(KEEP_SHARE_FACTOR * layer.size, KEEP_SHARE_MIN))
+        if share <= 0:
+            self._kept_bound_reached()
+            return None
+        self._keep_left -= share
+        self._keep_given[key] = share
+        return KeepSettings(str(self.keep.directory), share)
+
+    def _kept_bound_reached(self) -> None:
+        if not self.warnings and self.keep is not None:
+            self.warnings.append(
+                f"the kept files in {self.keep.directory} reached their bound of {self.keep.limit} bytes "
+                "(--keep-max): layers judged from then on are not kept, and `layerhound rejudge` cannot judge "
+                "their images again without pulling them; raise --keep-max or remove old kept files"
+            )
+            self.observer.note(self.warnings[-1])
 
     def _walk_here(self, layer: Layer, names: tuple[str, ...]) -> LayerOutcome:
         detectors = [d for d in self.detectors if d.name in names]
@@ -483,6 +519,17 @@ class Crawler:
     def _finished(self, key: _Key, outcome: LayerOutcome) -> None:
         layer, _, hit = self._layers.pop(key)
         self.observer.layer_finished(outcome, layer.size)
+        given = self._keep_given.pop(key, 0)
+        if outcome.kept is not None:
+            self._keep_left += given - outcome.kept.used
+            if outcome.result is not None and layer.digest:
+                self.store.put_kept(layer.digest, outcome.kept)
+            if not outcome.kept.complete and "bound" in (outcome.kept.problem or ""):
+                self._kept_bound_reached()
+            elif not outcome.kept.complete:
+                self.observer.note(f"layer {layer.digest}: its files were not all kept: {outcome.kept.problem}")
+        else:
+            self._keep_left += given
         if outcome.failure is not None or outcome.result is None:
             failure = outcome.failure or Failure("internal", f"layer {outcome.digest}: no result")
             self._failed[key] = failure
@@ -580,16 +627,6 @@ class Crawler:
 
     # -- lineage and results -------------------------------------------------
 
-    def _apply_lineage(self) -> None:
-        lineage = Lineage.from_store(self.store, self.rules)
-        with self.store.transaction():
-            for digest, node in lineage.nodes.items():
-                if node.verdict is None:
-                    continue
-                base = lineage.nearest_infected(digest)
-                document = base.base_document() if base is not None else None
-                if document != node.verdict.base:
-                    self.store.set_base(digest, self.rules, document)
 
     def result(self, digest: str, label: str) -> ImageResult:
         """The stored judgement of an image as an ``ImageResult`` (reasons include "built on …")."""
@@ -614,6 +651,19 @@ class Crawler:
                 label = self.covered.get(image, target.text)
                 found.append((w.namespace, w.pod, w.container, target.text, self.result(image, label)))
         return found
+
+
+def apply_lineage(store: ResultStore, rules: str) -> None:
+    """Every image judged at ``rules`` learns its nearest infected ancestor (the verdicts' ``base``)."""
+    lineage = Lineage.from_store(store, rules)
+    with store.transaction():
+        for digest, node in lineage.nodes.items():
+            if node.verdict is None:
+                continue
+            base = lineage.nearest_infected(digest)
+            document = base.base_document() if base is not None else None
+            if document != node.verdict.base:
+                store.set_base(digest, rules, document)
 
 
 def _rate_limited(exc: RegistryError) -> bool:

@@ -25,6 +25,7 @@ from layerhound.registry.session import RegistrySession
 from layerhound.registry.settings import RegistrySettings
 from layerhound.scan import failure_of, internal_error
 from layerhound.sources.reopen import open_layer
+from layerhound.store.kept_files import FileKeeper, KeepSettings, KeptManifest
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class LayerOutcome:
     """The detectors it ran (all of them, or those whose parts were missing)."""
     result: LayerResult | None = None
     failure: Failure | None = None
+    kept: KeptManifest | None = None
+    """Which of its files were kept (``store.kept_files``), when the task was asked to keep them."""
 
 
 def detectors_named(names: Sequence[str], rules: RuleSources | None = None) -> list[Detector]:
@@ -60,24 +63,31 @@ def judge_layer(
     diff_id: str | None,
     detectors: Sequence[Detector],
     names: tuple[str, ...],
+    keep: KeepSettings | None = None,
 ) -> LayerOutcome:
     """Open and walk one layer; never raises for a bad layer, nor for a bug of ours on it
     (its images fail, the crawl goes on). Where the walk runs (a worker, the coordinator for a
-    host layer) makes no difference to the outcome."""
+    host layer) makes no difference to the outcome. With ``keep``, the layer's candidate
+    files are kept in that directory (``store.kept_files``) as they pass."""
+    keeper = FileKeeper(keep) if keep is not None else None
     try:
-        result = walk_layer(opener(), detectors)
+        result = walk_layer(opener(), detectors, keeper)
     except ScanError as exc:
         return LayerOutcome(digest, diff_id, names, failure=failure_of(exc))
     except MemoryError:
         raise
     except Exception as exc:
         return LayerOutcome(digest, diff_id, names, failure=failure_of(internal_error(f"layer {digest}", exc)))
-    return LayerOutcome(digest, diff_id, names, result=result)
+    finally:
+        if keeper is not None:
+            keeper.close()
+    return LayerOutcome(digest, diff_id, names, result=result, kept=keeper.manifest if keeper is not None else None)
 
 
 def judge_layer_task(ref: LayerRef, settings: RegistrySettings, detector_names: tuple[str, ...],
-                     rules: RuleSources | None = None) -> LayerOutcome:
+                     rules: RuleSources | None = None, keep: KeepSettings | None = None) -> LayerOutcome:
     """Walk one layer blob with the named detectors, through this process's own registry session."""
     detectors = detectors_named(detector_names, rules)
     with RegistrySession(settings) as session:
-        return judge_layer(lambda: open_layer(ref, session), ref.digest, ref.diff_id, detectors, detector_names)
+        return judge_layer(lambda: open_layer(ref, session), ref.digest, ref.diff_id, detectors, detector_names,
+                           keep)

@@ -326,6 +326,20 @@ def shell_launches(source: bytes) -> Launches:
     return result
 
 
+@dataclass
+class _Script:
+    """The script (or quoted ``sh -c`` script) being walked: its bytes, its functions, where it sits."""
+
+    source: bytes
+    line_offset: int
+    depth: int
+    functions: dict[str, Node] = field(default_factory=dict)
+
+
+_Work = tuple["Node", tuple[Condition, ...], tuple[str, ...]]
+"""A node still to visit, the conditions guarding it, and the function calls that led to it."""
+
+
 class _ShellWalk:
     """One walk over a script's syntax tree; explicit stacks, so nesting costs no recursion."""
 
@@ -335,8 +349,8 @@ class _ShellWalk:
         self.variables: dict[str, str] = {}
         self.positional_rewritten = False
         self.via: tuple[str, ...] = ()
-        self._source = b""
         """The wrappers of the ``sh -c`` whose quoted script is being walked."""
+        self._script = _Script(b"", 0, 0)
 
     def script(self, source: bytes, line_offset: int, conditions: tuple[Condition, ...], depth: int) -> None:
         deadline = time.monotonic() + PARSE_SECONDS
@@ -348,16 +362,15 @@ class _ShellWalk:
             parser.reset()  # else the next file's parse would resume this one
             self.result.unparsed = True
             return
-        root = tree.root_node
-        outer, self._source = self._source, source
+        outer, self._script = self._script, _Script(source, line_offset, depth)
         try:
-            self._walk(root, conditions, line_offset, depth)
+            self._walk(tree.root_node, conditions)
         finally:
-            self._source = outer
+            self._script = outer
 
-    def _walk(self, root: Node, conditions: tuple[Condition, ...], line_offset: int, depth: int) -> None:
+    def _walk(self, root: Node, conditions: tuple[Condition, ...]) -> None:
         self.result.syntax_errors = self.result.syntax_errors or root.has_error
-        functions: dict[str, Node] = {}
+        functions = self._script.functions
         for node in self._descendants(root):
             self.nodes += 1
             if self.nodes > MAX_NODES:
@@ -368,14 +381,14 @@ class _ShellWalk:
                 body = node.child_by_field_name("body")
                 if name is not None and body is not None and name.text is not None:
                     functions[name.text.decode("utf-8", "replace")] = body
-        stack: list[tuple[Node, tuple[Condition, ...], tuple[str, ...]]] = [(root, conditions, ())]
+        stack: list[_Work] = [(root, conditions, ())]
         while stack:
             node, guards, calls = stack.pop()
             self.nodes += 1
             if self.nodes > MAX_NODES:
                 self.result.truncated = True
                 return
-            pushed = self._visit(node, guards, calls, functions, line_offset, depth)
+            pushed = self._visit(node, guards, calls)
             stack.extend(reversed(pushed))
 
     def _descendants(self, root: Node) -> Iterator[Node]:
@@ -385,15 +398,7 @@ class _ShellWalk:
             yield node
             stack.extend(node.named_children)
 
-    def _visit(
-        self,
-        node: Node,
-        guards: tuple[Condition, ...],
-        calls: tuple[str, ...],
-        functions: Mapping[str, Node],
-        line_offset: int,
-        depth: int,
-    ) -> list[tuple[Node, tuple[Condition, ...], tuple[str, ...]]]:
+    def _visit(self, node: Node, guards: tuple[Condition, ...], calls: tuple[str, ...]) -> list[_Work]:
         kind = node.type
         if kind == "function_definition":
             return []
@@ -415,7 +420,7 @@ class _ShellWalk:
                 out.append((body, _and(guards, loop), calls))
             return out
         if kind == "command":
-            return self._command(node, guards, calls, functions, line_offset, depth)
+            return self._command(node, guards, calls)
         return [(child, guards, calls) for child in node.named_children]
 
     def _text(self, node: Node | None) -> str:
@@ -425,7 +430,7 @@ class _ShellWalk:
             return ""
         start = node.start_byte
         end = min(node.end_byte, start + 4 * MAX_TEXT)
-        return clip(self._source[start:end].decode("utf-8", "replace"))
+        return clip(self._script.source[start:end].decode("utf-8", "replace"))
 
     def _assign(self, node: Node) -> None:
         name, value = node.child_by_field_name("name"), node.child_by_field_name("value")
@@ -480,31 +485,24 @@ class _ShellWalk:
                 words.append(self._word(child) or self._text(child))
         return words
 
-    def _command(
-        self,
-        node: Node,
-        guards: tuple[Condition, ...],
-        calls: tuple[str, ...],
-        functions: Mapping[str, Node],
-        line_offset: int,
-        depth: int,
-    ) -> list[tuple[Node, tuple[Condition, ...], tuple[str, ...]]]:
+    def _command(self, node: Node, guards: tuple[Condition, ...], calls: tuple[str, ...]) -> list[_Work]:
         words = self._words(node)
         inner = [(c, guards, calls) for c in node.named_children if _holds_commands(c)]
         if not words:
             return inner
         if words[0] in ("set", "shift") and (words[0] == "shift" or "--" in words[1:]):
             self.positional_rewritten = True
+        functions = self._script.functions
         if words[0] in functions and words[0] not in calls and len(calls) < MAX_FUNCTION_DEPTH:
             return [*inner, (functions[words[0]], guards, (*calls, words[0]))]
         command = unwrap(words)
         if command is None:
             return inner
-        line = line_offset + node.start_point[0] + 1
+        line = self._script.line_offset + node.start_point[0] + 1
         if command.script is not None:
-            if depth < MAX_NESTED_SCRIPTS:
+            if self._script.depth < MAX_NESTED_SCRIPTS:
                 outer, self.via = self.via, (*self.via, *command.via)
-                self.script(command.script.encode(), line - 1, guards, depth + 1)
+                self.script(command.script.encode(), line - 1, guards, self._script.depth + 1)
                 self.via = outer
             return inner
         self.result.add(
@@ -552,8 +550,8 @@ class _ShellWalk:
 
     def _if(
         self, node: Node, guards: tuple[Condition, ...], calls: tuple[str, ...]
-    ) -> list[tuple[Node, tuple[Condition, ...], tuple[str, ...]]]:
-        out: list[tuple[Node, tuple[Condition, ...], tuple[str, ...]]] = []
+    ) -> list[_Work]:
+        out: list[_Work] = []
         earlier: list[Condition] = []
         for tests, body in _branches(node):
             if tests:
@@ -567,13 +565,13 @@ class _ShellWalk:
 
     def _case(
         self, node: Node, guards: tuple[Condition, ...], calls: tuple[str, ...]
-    ) -> list[tuple[Node, tuple[Condition, ...], tuple[str, ...]]]:
+    ) -> list[_Work]:
         value = node.child_by_field_name("value")
         subject = (self._word(value) if value is not None else None) or self._text(value)
         match = POSITIONAL.match(subject)
         decidable = match is not None and not self.positional_rewritten and not calls
         argument = int(match.group(1) or match.group(2)) if match is not None and decidable else None
-        out: list[tuple[Node, tuple[Condition, ...], tuple[str, ...]]] = []
+        out: list[_Work] = []
         earlier: list[str] = []
         for item in node.named_children:
             if item.type != "case_item":
@@ -596,7 +594,7 @@ class _ShellWalk:
 
     def _list(
         self, node: Node, guards: tuple[Condition, ...], calls: tuple[str, ...]
-    ) -> list[tuple[Node, tuple[Condition, ...], tuple[str, ...]]]:
+    ) -> list[_Work]:
         children = node.children
         if len(children) != 3 or children[1].type not in ("&&", "||"):
             return [(c, guards, calls) for c in node.named_children]
@@ -727,7 +725,7 @@ def execline_launches(source: bytes) -> Launches:
     (``foreground { mkdir -p /run/sshd }``) run first, each its own command."""
     result = Launches()
     text = source.decode("utf-8", "replace")
-    body = text.split("\n", 1)[1] if text.startswith("#!") else text
+    body = text.partition("\n")[2] if text.startswith("#!") else text
     offset = 1 if text.startswith("#!") else 0
     try:
         lexer = shlex.shlex(body, posix=True, punctuation_chars="{}")

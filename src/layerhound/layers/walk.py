@@ -83,16 +83,35 @@ class Judged(Protocol):
     def random_access(self) -> FileView | None: ...
 
 
-def walk_layer(layer: Layer, detectors: Sequence[Detector]) -> LayerResult:
+class Keeper(Protocol):
+    """Where the layer's candidate files are copied as they pass (``store.kept_files``): a crawl
+    keeps them so ``rejudge`` can judge them again without the blob."""
+
+    def writer(self, entry: Entry) -> KeptFileWriter | None: ...
+
+
+class KeptFileWriter(Protocol):
+    def feed(self, piece: bytes | memoryview) -> None: ...
+
+    def finish(self, sha256: str) -> None: ...
+
+
+KEEP_FOR_RULES_ONLY = "user-rules"
+"""A file only the user's rules want (``--rules-all-files``: every file) is not a candidate to keep."""
+
+
+def walk_layer(layer: Layer, detectors: Sequence[Detector], keeper: Keeper | None = None) -> LayerResult:
     """Stream ``layer`` once; return its entries, whiteouts, findings and stats.
 
     Raises ``ScanError`` subclasses for unreadable, corrupt or mismatched blobs.
     A detector that fails on one file is recorded in the stats, not raised: one
     malformed ELF must not hide the rest of the layer. Likewise a corrupt or
     oversized archive in the layer is a note in the stats, never an error.
+    With a ``keeper``, every file of the layer a detector reads, and every archive,
+    is handed to it too (archive members are not: the archive is).
     """
     bound_heap()
-    walk = _LayerWalk(layer, detectors)
+    walk = _LayerWalk(layer, detectors, keeper)
     result = walk.result
     stats = result.stats
     # Paths whose copy so far left findings or facts: a later copy replaces those (``_replaced``).
@@ -193,9 +212,10 @@ class Prefilter:
 class _LayerWalk:
     """The detectors and the result of one layer, and how a file is judged."""
 
-    def __init__(self, layer: Layer, detectors: Sequence[Detector]) -> None:
+    def __init__(self, layer: Layer, detectors: Sequence[Detector], keeper: Keeper | None = None) -> None:
         self.digest = layer.digest
         self.detectors = detectors
+        self.keeper = keeper
         self.prefilter = Prefilter(detectors)
         self.result = LayerResult(digest=layer.digest, size=layer.size, media_type=layer.media_type)
 
@@ -232,12 +252,16 @@ class _LayerWalk:
             stats.archive_members_read += 1
         scanners = {detector.name: detector.scanner(entry, detector_head) for detector in fitting}
         parsed = None in scanners.values()  # some detector parses it: every detector gets it whole
+        kept = self._kept_writer(entry, fitting, candidate) if scope is None else None
         fmt = candidate.format if candidate is not None else None
         streamed = fmt is not None and fmt.value in archives.STREAMED and not parsed
         in_place = member.random_access() if fmt is archives.Format.ZIP and not parsed else None
         if parsed or (candidate is not None and not streamed and in_place is None):
             data = member.read()
             sha256 = hashlib.sha256(data).hexdigest()
+            if kept is not None:
+                kept.feed(data)
+                kept.finish(sha256)
             results = {d.name: self._attempt(d.name, where, partial(d.inspect_hashed, entry, data, sha256))
                        for d in fitting}
             self._keep_all(fitting, results, sha256, scope, name)
@@ -245,7 +269,7 @@ class _LayerWalk:
                 child = self._child(scope, name, entry, sha256, candidate)
                 self._open(candidate, partial(archives.members, candidate, data), child, where)
             return
-        pieces = _FileScan(self, where, scanners)
+        pieces = _FileScan(self, where, scanners, kept)
         if candidate is None or in_place is not None:  # hashed and scanned as it passes
             for piece in member.chunks():
                 pieces.feed(piece)
@@ -269,6 +293,14 @@ class _LayerWalk:
         del self.result.findings[mark:]
         self._keep_all(fitting, results, sha256, scope, name)
         self.result.findings.extend(inside)
+
+    def _kept_writer(self, entry: Entry, fitting: Sequence[Detector], candidate: Candidate | None
+                     ) -> KeptFileWriter | None:
+        if self.keeper is None:
+            return None
+        if candidate is None and all(d.name == KEEP_FOR_RULES_ONLY for d in fitting):
+            return None
+        return self.keeper.writer(entry)
 
     def _child(self, scope: Scope | None, name: str, entry: Entry, sha256: str, candidate: Candidate) -> Scope:
         if scope is None:
@@ -380,14 +412,18 @@ _PENDING = "(sha256 pending)"
 class _FileScan:
     """One file read in pieces: its sha256 and the detectors' scanners, fed as the pieces pass."""
 
-    def __init__(self, walk: _LayerWalk, where: str, scanners: dict[str, Scanner | None]) -> None:
+    def __init__(self, walk: _LayerWalk, where: str, scanners: dict[str, Scanner | None],
+                 kept: KeptFileWriter | None = None) -> None:
         self._walk = walk
         self._where = where
         self._hasher = hashlib.sha256()
         self._live = {name: scanner for name, scanner in scanners.items() if scanner is not None}
+        self._kept = kept
 
     def feed(self, piece: bytes) -> None:
         self._hasher.update(piece)
+        if self._kept is not None:
+            self._kept.feed(piece)
         for name, scanner in list(self._live.items()):
             try:
                 scanner.feed(piece)
@@ -397,6 +433,8 @@ class _FileScan:
 
     def finish(self) -> tuple[str, dict[str, list[Finding | Fact] | None]]:
         sha256 = self._hasher.hexdigest()
+        if self._kept is not None:
+            self._kept.finish(sha256)
         return sha256, {name: self._walk._attempt(name, self._where, partial(scanner.finish, sha256))
                         for name, scanner in self._live.items()}
 

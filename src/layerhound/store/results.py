@@ -29,6 +29,7 @@ import platformdirs
 from layerhound.model import Failure, Finding, ImageResult, Indicates, Kind, Verdict
 from layerhound.store.configs import get_config, put_config
 from layerhound.store.db import Database, StoreError, parse_db_url
+from layerhound.store.kept_files import KeptManifest
 from layerhound.store.layer_rows import LayerRows
 from layerhound.store.schema import migrate
 
@@ -70,6 +71,16 @@ class ImageRow:
     diff_ids: tuple[str, ...]
     layers: tuple[str, ...]
     first_ref: str
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer blob as the images name it (what a stored walk is checked against)."""
+
+    digest: str
+    diff_id: str | None
+    size: int
+    media_type: str
 
 
 @dataclass(frozen=True)
@@ -234,6 +245,25 @@ class ResultStore:
             (digest, diff_id, size, media_type),
         )
 
+    def layer(self, digest: str) -> LayerRow | None:
+        row = self.db.one("SELECT digest, diff_id, size, media_type FROM layers WHERE digest = ?", (digest,))
+        return LayerRow(row[0], row[1], int(row[2]), row[3]) if row is not None else None
+
+    def put_kept(self, digest: str, manifest: KeptManifest) -> None:
+        """Which files of a layer were kept; a complete record is never replaced by a partial one."""
+        existing = self.kept(digest)
+        if existing is not None and existing.complete:
+            return
+        self.db.execute(
+            "INSERT INTO kept_layers (digest, stored_at, value) VALUES (?, ?, ?) ON CONFLICT (digest) DO UPDATE"
+            " SET value = excluded.value, stored_at = excluded.stored_at",
+            (digest, int(time.time()), _json(manifest.to_json())),
+        )
+
+    def kept(self, digest: str) -> KeptManifest | None:
+        row = self.db.one("SELECT value FROM kept_layers WHERE digest = ?", (digest,))
+        return KeptManifest.from_json(json.loads(row[0])) if row is not None else None
+
     def images(self) -> list[ImageRow]:
         rows = self.db.query(
             "SELECT digest, platform, config_digest, created, diff_ids, layers, first_ref FROM images ORDER BY digest"
@@ -289,6 +319,15 @@ class ResultStore:
     def verdict(self, image: str, rules: str) -> VerdictRow | None:
         row = self.db.one(
             "SELECT image, rules, verdict, reasons, error, base, judged_at FROM verdicts WHERE image = ? AND rules = ?",
+            (image, rules),
+        )
+        return _verdict_row(row) if row is not None else None
+
+    def previous_verdict(self, image: str, rules: str) -> VerdictRow | None:
+        """The image's latest verdict at any rules version other than ``rules`` (what a re-judgement changes)."""
+        row = self.db.one(
+            "SELECT image, rules, verdict, reasons, error, base, judged_at FROM verdicts WHERE image = ? AND rules <> ?"
+            " ORDER BY judged_at DESC, rules LIMIT 1",
             (image, rules),
         )
         return _verdict_row(row) if row is not None else None

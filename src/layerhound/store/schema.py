@@ -23,6 +23,7 @@ Tables (version 1)::
     crawl_runs          id → tool and rules versions, started/finished, status, counts, arguments
     workloads           (namespace, pod, container) → the image reference it runs, and when seen
                         (version 2: the digest it resolved to)
+    kept_layers         digest → the kept files of the layer: [path, sha256]…, complete (version 3)
 
 Times are Unix seconds (BIGINT); documents are JSON text.
 """
@@ -81,6 +82,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         2,
         "the digest each workload runs, so the store can say which pods run an infected image",
         ["ALTER TABLE workloads ADD COLUMN digest TEXT"],
+    ),
+    (
+        3,
+        "which files of each layer a crawl kept (store.kept_files), so rejudge needs no registry",
+        ["""CREATE TABLE IF NOT EXISTS kept_layers (
+            digest TEXT PRIMARY KEY, stored_at BIGINT NOT NULL, value TEXT NOT NULL)"""],
     ),
 ]
 
