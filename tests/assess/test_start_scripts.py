@@ -294,3 +294,40 @@ def test_deep_or_huge_scripts_stay_bounded(script: str) -> None:
     assert len(found.found) <= MAX_LAUNCHES
     assert all(len(launch.conditions) <= MAX_CONDITIONS for launch in found.found)
     assert found.found or found.truncated or found.unparsed or found.syntax_errors
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "starts"),
+    [
+        # an exec of another program ends the script: the sshd line after it never runs
+        ('#!/bin/sh\nif [ "$1" = app ]; then exec node server.js; fi\nexec /usr/sbin/sshd -D\n', ["app"], False),
+        ('#!/bin/sh\nif [ "$1" = app ]; then exec node server.js; fi\nexec /usr/sbin/sshd -D\n', ["x"], True),
+        ("#!/bin/sh\nexec /bin/bash\nexec /usr/sbin/sshd -D\n", [], False),
+        # ...but an exec in a subshell ends only the subshell
+        ("#!/bin/sh\n(exec /usr/bin/foo)\nexec /usr/sbin/sshd -D\n", [], True),
+        # `set --` rewrites what "$@" runs
+        ('#!/bin/sh\nif [ "${1#-}" != "$1" ]; then set -- /usr/sbin/sshd "$@"; fi\nexec "$@"\n', ["-D"], True),
+        # a default for a missing argument
+        ('#!/bin/sh\ncase "${1:-sshd}" in sshd) exec /usr/sbin/sshd -D ;; esac\n', [], True),
+        ('#!/bin/sh\ncase "${1:-sshd}" in sshd) exec /usr/sbin/sshd -D ;; esac\n', ["web"], False),
+        # `[ = ]` compares strings; only `case` and `[[ == ]]` match patterns
+        ('#!/bin/sh\n[ "$1" = "*" ] && exec /usr/sbin/sshd -D\n', ["web"], False),
+        ('#!/bin/bash\n[[ $1 == ss* ]] && exec /usr/sbin/sshd -D\n', ["sshd"], True),
+        # looking for sshd, or testing its configuration, is not starting it
+        ("#!/bin/sh\nif command -v sshd >/dev/null; then exec /usr/sbin/sshd -D; fi\n", [], True),
+        ("#!/bin/sh\nsshd -t\nexec nginx\n", [], False),
+        # sh -c with an option cluster, and with arguments of its own
+        ("#!/bin/sh\nexec bash -lc '/usr/sbin/sshd -D'\n", [], True),
+        ("#!/bin/sh\nexec busybox sh -c 'exec /usr/sbin/sshd -D'\n", [], True),
+    ],
+)
+def test_what_the_review_found(script: str, argv: list[str], starts: bool) -> None:
+    start = analyse({"/e.sh": script}, ["/e.sh", *argv])
+    assert start.starts is starts, start.how
+    if starts:
+        assert start.argv0_absolute is True, start.how
+
+
+def test_a_config_shell_command_gets_its_own_arguments() -> None:
+    start = analyse({}, ["/bin/sh", "-c", 'exec "$@"', "sh", "/usr/sbin/sshd", "-D"])
+    assert start.starts and start.argv0_absolute is True, start.how

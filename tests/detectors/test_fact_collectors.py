@@ -88,7 +88,7 @@ def test_ld_so_conf_directives() -> None:
         ("/docker-entrypoint.sh", '#!/bin/sh\nset -e\nexec "$@"\n', (False, False, True, False)),
         ("/etc/supervisor/conf.d/ssh.conf", "[program:sshd]\ncommand=/usr/sbin/sshd -D\n", (True, True, False, True)),
         ("/prepare.sh", "#!/bin/sh\nmkdir -p /run/sshd\necho 'sshd is ready'\n", (False, False, False, True)),
-        ("/run.sh", "#!/bin/sh\nexec nginx -g 'daemon off;'\n", None),
+        ("/run.sh", "#!/bin/sh\nexec nginx -g 'daemon off;'\n", (False, False, False, False)),  # kept: it ends
         ("/usr/bin/sshd-keygen-wrapper", "#!/bin/sh\necho sshd-keygen\n", None),
         ("/usr/bin/helper", "#!/bin/sh\n/usr/local/bin/other --flag\n", None),
     ],

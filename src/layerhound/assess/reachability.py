@@ -33,12 +33,12 @@ from layerhound.assess.loader import Loader, LoadPlan, environment
 from layerhound.detectors.shell_starts import (
     ARGUMENTS_WORDS,
     CALLS,
-    POSITIONAL,
     RUNS_ARGUMENTS,
     RUNS_SSHD,
     SHELLS,
     WRAPPERS,
     Launch,
+    positional,
     shell_launches,
     unwrap,
 )
@@ -113,10 +113,13 @@ def _substitute(words: Sequence[str], arguments: Sequence[str]) -> list[str]:
         if word in ARGUMENTS_WORDS:
             out.extend(arguments)
             continue
-        match = POSITIONAL.match(word)
-        if match:
-            index = int(match.group(1) or match.group(2))
-            out.extend(arguments[index - 1 : index])
+        found = positional(word)
+        if found is not None:
+            index, default, if_empty = found
+            value = arguments[index - 1] if index <= len(arguments) else None
+            if default is not None and (value is None or (if_empty and value == "")):
+                value = default
+            out.extend([value] if value is not None else [])
             continue
         out.append(word)
     return out
@@ -163,7 +166,7 @@ class StartAnalysis:
         if name in WRAPPERS or name in SHELLS:
             command = unwrap([name, *argv[1:]])
             if command is not None and command.script is not None:
-                return self._inline(command.script, shown, depth)
+                return self._inline(command.script, list(command.arguments), shown, depth)
             if command is not None and command.runs == RUNS_SSHD:
                 return Start(True, f"the image runs sshd via {', '.join(command.via)}: {shown}",
                              argv0_absolute=command.argv0 == IMPLANT_ARGV0)
@@ -182,10 +185,10 @@ class StartAnalysis:
             return self._supervised(name, shown, depth)
         return Start(False, f"the image's Entrypoint/Cmd does not start sshd: {shown}")
 
-    def _inline(self, script: str, shown: str, depth: int) -> Start:
-        """``sh -c '…'`` in the config: the quoted script parsed like a file."""
+    def _inline(self, script: str, arguments: list[str], shown: str, depth: int) -> Start:
+        """``sh -c '…' sh ARG…`` in the config: the quoted script parsed like a file, given its arguments."""
         launches = shell_launches(script.encode()).found
-        found = self._first_start("the shell command", launches, [], depth)
+        found = self._first_start("the shell command", launches, arguments, depth)
         if found is not None:
             return found.through(f"run by: {shown}")
         return Start(False, f"the shell command does not start sshd: {script}")
@@ -222,7 +225,7 @@ class StartAnalysis:
                 if open_conditions:
                     found.caveats.insert(0, f"{_where(where, launch)} runs only if {' and '.join(open_conditions)}")
                 return found
-            if not open_conditions and launch.via[:1] == ("exec",):
+            if not open_conditions and launch.via[:1] == ("exec",) and not launch.nested:
                 return None  # the script is replaced by a program that does not start sshd: nothing after runs
         return None
 
@@ -234,10 +237,16 @@ class StartAnalysis:
         if depth >= MAX_DEPTH:
             return None
         if launch.runs == RUNS_ARGUMENTS:
-            command = [*arguments, *_substitute(launch.arguments, arguments)]
-            if not command:
+            rest = _substitute(launch.arguments, arguments)
+            started = self.analyse([*arguments, *rest], depth + 1) if arguments or rest else None
+            if (started is None or not started.starts) and launch.rewritten is not None:
+                rewritten = self.analyse([*_substitute(launch.rewritten, arguments), *rest], depth + 1)
+                if rewritten.starts:  # the `set --` may not have run: it is a condition of its own
+                    rewritten.caveats.insert(0, f"{where}: only if its `set -- {' '.join(launch.rewritten)}` ran")
+                    started = rewritten
+            if started is None:
                 return None
-            return self.analyse(command, depth + 1).through(f"{_where(where, launch)} runs its arguments{via}")
+            return started.through(f"{_where(where, launch)} runs its arguments{via}")
         target = self._which(launch.program) if launch.runs == CALLS else None
         if target is None or target == where or target not in self.startup:
             return None

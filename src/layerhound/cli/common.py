@@ -224,7 +224,7 @@ def byte_size(value: str) -> int:
     number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "")
     try:
         size = int(float(number) * units[unit])
-    except ValueError:
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"not a size: {value!r} (e.g. 10G, 500M, 1048576)") from None
     if size < 0:
         raise argparse.ArgumentTypeError(f"a size cannot be negative: {value!r}")

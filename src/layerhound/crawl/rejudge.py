@@ -162,6 +162,10 @@ class Rejudger:
                                "or before files were kept)")
         if not manifest.complete:
             raise _NotRejudged(f"the files of layer {row.digest} were not all kept ({manifest.problem})")
+        uncovered = [d.name for d in missing if not manifest.covered.covers(d.interest())]
+        if uncovered:  # judged from a part of its files, a detector's stored result would be wrong
+            raise _NotRejudged(f"{', '.join(uncovered)} would read files of layer {row.digest} that the crawl did "
+                               "not keep: crawl it again")
         layer = KeptLayer(row.digest, row.diff_id, row.size, row.media_type, entries, manifest, self.files)
         result = walk_layer(layer, missing)
         if result.stats.detector_errors:

@@ -28,6 +28,7 @@ result: every write is one transaction, and every write is idempotent.
 from __future__ import annotations
 
 import datetime
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ from layerhound.scan import LayerFailed, error_result, internal_error
 from layerhound.sources import open_images
 from layerhound.sources.base import Image
 from layerhound.sources.manifest import parse_platform
-from layerhound.store.kept_files import KeepFiles, KeepSettings, directory_size
+from layerhound.store.kept_files import KeepFiles, KeepSettings, directory_size, remove_stale
 from layerhound.store.layer_rows import StoredLayer
 from layerhound.store.results import ImageRow, ResultStore
 
@@ -210,6 +211,8 @@ class Crawler:
         """Merged views of shared bases: each derived image applies only its own layers."""
         self._errors: dict[str, ImageResult] = {}
         self.keep = keep
+        if keep is not None:
+            remove_stale(keep.directory, time.time())
         self._keep_left = keep.limit - directory_size(keep.directory) if keep is not None else 0
         """Bytes the kept files may still grow by, less what running tasks have been given."""
         self._keep_given: dict[_Key, int] = {}
@@ -474,7 +477,7 @@ class Crawler:
             self.warnings.append(
                 f"the kept files in {self.keep.directory} reached their bound of {self.keep.limit} bytes "
                 "(--keep-max): layers judged from then on are not kept, and `layerhound rejudge` cannot judge "
-                "their images again without pulling them; raise --keep-max or remove old kept files"
+                "their images again without pulling them; raise --keep-max and crawl again to keep them"
             )
             self.observer.note(self.warnings[-1])
 
@@ -520,7 +523,7 @@ class Crawler:
         layer, _, hit = self._layers.pop(key)
         self.observer.layer_finished(outcome, layer.size)
         given = self._keep_given.pop(key, 0)
-        if outcome.kept is not None:
+        if outcome.kept is not None:  # a lost worker returns nothing: what it wrote stays counted as given
             self._keep_left += given - outcome.kept.used
             if outcome.result is not None and layer.digest:
                 self.store.put_kept(layer.digest, outcome.kept)
@@ -528,8 +531,6 @@ class Crawler:
                 self._kept_bound_reached()
             elif not outcome.kept.complete:
                 self.observer.note(f"layer {layer.digest}: its files were not all kept: {outcome.kept.problem}")
-        else:
-            self._keep_left += given
         if outcome.failure is not None or outcome.result is None:
             failure = outcome.failure or Failure("internal", f"layer {outcome.digest}: no result")
             self._failed[key] = failure

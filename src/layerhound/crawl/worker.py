@@ -25,7 +25,7 @@ from layerhound.registry.session import RegistrySession
 from layerhound.registry.settings import RegistrySettings
 from layerhound.scan import failure_of, internal_error
 from layerhound.sources.reopen import open_layer
-from layerhound.store.kept_files import FileKeeper, KeepSettings, KeptManifest
+from layerhound.store.kept_files import FileKeeper, KeepSettings, KeptManifest, covered_by
 
 
 @dataclass(frozen=True)
@@ -69,19 +69,21 @@ def judge_layer(
     (its images fail, the crawl goes on). Where the walk runs (a worker, the coordinator for a
     host layer) makes no difference to the outcome. With ``keep``, the layer's candidate
     files are kept in that directory (``store.kept_files``) as they pass."""
-    keeper = FileKeeper(keep) if keep is not None else None
+    keeper = FileKeeper(keep, covered_by(detectors)) if keep is not None else None
+    kept = keeper.manifest if keeper is not None else None
     try:
         result = walk_layer(opener(), detectors, keeper)
     except ScanError as exc:
-        return LayerOutcome(digest, diff_id, names, failure=failure_of(exc))
+        return LayerOutcome(digest, diff_id, names, failure=failure_of(exc), kept=kept)
     except MemoryError:
         raise
     except Exception as exc:
-        return LayerOutcome(digest, diff_id, names, failure=failure_of(internal_error(f"layer {digest}", exc)))
+        return LayerOutcome(digest, diff_id, names, failure=failure_of(internal_error(f"layer {digest}", exc)),
+                            kept=kept)
     finally:
         if keeper is not None:
             keeper.close()
-    return LayerOutcome(digest, diff_id, names, result=result, kept=keeper.manifest if keeper is not None else None)
+    return LayerOutcome(digest, diff_id, names, result=result, kept=kept)
 
 
 def judge_layer_task(ref: LayerRef, settings: RegistrySettings, detector_names: tuple[str, ...],

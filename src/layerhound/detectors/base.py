@@ -49,6 +49,45 @@ class Interest:
     names: frozenset[str] = frozenset()
     suffixes: tuple[str, ...] = ()
 
+    @classmethod
+    def join(cls, interests: Iterable[Interest]) -> Interest:
+        """One interest that passes every file any of ``interests`` passes."""
+        known = list(interests)
+        return cls(
+            heads=tuple(sorted({head for i in known for head in i.heads})),
+            paths=frozenset(path for i in known for path in i.paths),
+            prefixes=tuple(sorted({prefix for i in known for prefix in i.prefixes})),
+            names=frozenset(name for i in known for name in i.names),
+            suffixes=tuple(sorted({suffix for i in known for suffix in i.suffixes})),
+        )
+
+    def passes(self, path: str, head: bytes) -> bool:
+        if head.startswith(self.heads) or path in self.paths or path.startswith(self.prefixes):
+            return True
+        return path.endswith(self.suffixes) or path[path.rfind("/") + 1 :] in self.names
+
+    def covers(self, other: Interest | None) -> bool:
+        """Whether every file ``other`` passes also passes this one (None: any file, never covered)."""
+        if other is None:
+            return False
+        return (
+            all(head.startswith(self.heads) for head in other.heads)
+            and all(self.passes(path, b"") for path in other.paths)
+            and all(prefix.startswith(self.prefixes) for prefix in other.prefixes)
+            and all(name in self.names for name in other.names)
+            and all(suffix.endswith(self.suffixes) for suffix in other.suffixes)
+        )
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"heads": [h.hex() for h in self.heads], "paths": sorted(self.paths), "prefixes": list(self.prefixes),
+                "names": sorted(self.names), "suffixes": list(self.suffixes)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Interest:
+        return cls(tuple(bytes.fromhex(h) for h in data.get("heads") or ()), frozenset(data.get("paths") or ()),
+                   tuple(data.get("prefixes") or ()), frozenset(data.get("names") or ()),
+                   tuple(data.get("suffixes") or ()))
+
 
 class Scanner(Protocol):
     """One file fed to a detector piece by piece, for a detector that needs no more than that.

@@ -18,6 +18,7 @@ the parser is a library in this process reading bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import posixpath
 import re
@@ -46,9 +47,17 @@ READ_SLICE = 4096
 PARSE_SECONDS = 2.0
 """Time one file's parse may take: the grammar's error recovery is quadratic on hostile nesting
 (200,000 open parentheses took minutes); a file over it is recorded as unparsed."""
-RUNS_SSHD, RUNS_ARGUMENTS, CALLS = "sshd", "arguments", "call"
+RUNS_SSHD, RUNS_ARGUMENTS, CALLS, EXECS = "sshd", "arguments", "call", "exec"
+"""What a launch runs: sshd, the script's own arguments, a program or script by path, or (``exec``)
+some other program that replaces the script, so nothing after it runs."""
+SUBSHELL = "(subshell)"
+"""Marks, among the function calls that led to a command, a subshell, pipeline or substitution:
+an ``exec`` there ends only that subshell."""
+NOT_A_START = frozenset({"-t", "-T", "-G", "-V"})
+"""sshd options that test the configuration or print and exit: ``sshd -t`` starts no server."""
 SERVICE_ACTIONS = frozenset({"start", "restart", "force-reload", "reload"})
-POSITIONAL = re.compile(r"^\$(?:([1-9])|\{([1-9])(?::?[-=][^}]*)?\})$")
+POSITIONAL = re.compile(r"^\$(?:([1-9])|\{([1-9])(?:(:?)[-=]([^}]*))?\})$")
+"""``$1``, ``${1}``, ``${1:-default}``, ``${1-default}``."""
 ARGUMENTS_WORDS = frozenset({"$@", "${@}", "$*", "${*}"})
 
 
@@ -65,8 +74,6 @@ class Wrapper:
 
 WRAPPERS: Mapping[str, Wrapper] = {
     "exec": Wrapper(frozenset({"-a"})),
-    "command": Wrapper(),
-    "builtin": Wrapper(),
     "nohup": Wrapper(),
     "setsid": Wrapper(),
     "time": Wrapper(),
@@ -109,35 +116,62 @@ class Condition:
     argument: int | None = None
     patterns: tuple[str, ...] = ()
     negated: bool = False
+    glob: bool = True
+    """``case`` and ``[[ == ]]`` match patterns; ``[ = ]`` and ``test`` compare strings."""
+    default: str | None = None
+    """``${1:-sshd}``: the value when the argument is missing (or empty, with ``if_empty``)."""
+    if_empty: bool = False
 
     def holds(self, arguments: Sequence[str]) -> bool | None:
         """True/False when ``arguments`` (the script's $1, $2, …) decide it; None when only the
         runtime does."""
         if self.argument is None:
             return None
-        value = arguments[self.argument - 1] if self.argument <= len(arguments) else ""
-        matched = any(fnmatch.fnmatchcase(value, pattern) for pattern in self.patterns)
+        value = arguments[self.argument - 1] if self.argument <= len(arguments) else None
+        if self.default is not None and (value is None or (self.if_empty and value == "")):
+            value = self.default
+        value = value or ""
+        if self.glob:
+            matched = any(fnmatch.fnmatchcase(value, pattern) for pattern in self.patterns)
+        else:
+            matched = value in self.patterns
         return matched != self.negated
 
     def negate(self) -> Condition:
         text = self.text[4:] if self.text.startswith("not ") else f"not {self.text}"
-        return Condition(text, self.argument, self.patterns, not self.negated)
+        return dataclasses.replace(self, text=text, negated=not self.negated)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text}
         if self.argument is not None:
-            out.update(argument=self.argument, patterns=list(self.patterns), negated=self.negated)
+            out.update(argument=self.argument, patterns=list(self.patterns), negated=self.negated, glob=self.glob)
+            if self.default is not None:
+                out.update(default=self.default, if_empty=self.if_empty)
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Condition:
         argument = data.get("argument")
+        default = data.get("default")
         return cls(
             str(data.get("text", "")),
             argument if isinstance(argument, int) else None,
             tuple(str(p) for p in data.get("patterns") or ()),
             bool(data.get("negated")),
+            bool(data.get("glob", True)),
+            default if isinstance(default, str) else None,
+            bool(data.get("if_empty")),
         )
+
+
+def positional(text: str) -> tuple[int, str | None, bool] | None:
+    """(index, default, default also when empty) of ``$1``, ``${1:-x}``…; None for anything else."""
+    match = POSITIONAL.match(text)
+    if match is None:
+        return None
+    index = int(match.group(1) or match.group(2))
+    default = match.group(4)
+    return index, default, match.group(3) == ":" if default is not None else False
 
 
 @dataclass(frozen=True)
@@ -155,9 +189,17 @@ class Launch:
     via: tuple[str, ...] = ()
     conditions: tuple[Condition, ...] = ()
     function: str | None = None
+    nested: bool = False
+    """In a subshell, pipeline, substitution or background job: an ``exec`` there ends no script."""
+    rewritten: tuple[str, ...] | None = None
+    """The words of the last ``set -- …`` before this launch: what ``"$@"`` may be by then."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"line": self.line, "text": self.text, "runs": self.runs}
+        if self.nested:
+            out["nested"] = True
+        if self.rewritten is not None:
+            out["rewritten"] = list(self.rewritten)
         if self.program:
             out.update(program=self.program, argv0=self.argv0)
         if self.arguments:
@@ -182,6 +224,8 @@ class Launch:
             tuple(str(v) for v in data.get("via") or ()),
             tuple(Condition.from_json(c) for c in data.get("conditions") or () if isinstance(c, Mapping)),
             data.get("function") if isinstance(data.get("function"), str) else None,
+            bool(data.get("nested")),
+            tuple(str(w) for w in data["rewritten"]) if isinstance(data.get("rewritten"), list) else None,
         )
 
 
@@ -258,14 +302,27 @@ def unwrap(words: Sequence[str]) -> Command | None:
     if index >= len(words):
         return None
     program, rest = words[index], tuple(words[index + 1 :])
+    found = _program(program, rest, via, argv0)
+    if found is None and via[:1] == ["exec"]:
+        return Command(EXECS, program, argv0 or program, rest, tuple(via))
+    return found
+
+
+def _program(program: str, rest: tuple[str, ...], via: list[str], argv0: str | None) -> Command | None:
     name = posixpath.basename(program)
     if program in ARGUMENTS_WORDS:
         return Command(RUNS_ARGUMENTS, "", "", rest, tuple(via))
     if name == "sshd":
+        if NOT_A_START.intersection(rest):
+            return None
         return Command(RUNS_SSHD, program, argv0 or program, rest, tuple(via))
+    if name == "busybox" and rest:
+        inner = unwrap(rest)
+        return dataclasses.replace(inner, via=(*via, name, *inner.via)) if inner is not None else None
     if name in SHELLS:
-        if "-c" in rest and rest.index("-c") + 1 < len(rest):
-            return Command(CALLS, program, program, rest, (*via, name), script=rest[rest.index("-c") + 1])
+        at = next((i for i, w in enumerate(rest) if w.startswith("-") and not w.startswith("--") and "c" in w), None)
+        if at is not None and at + 1 < len(rest):  # sh -c, -lc, -ec: the script, then $0, then $1…
+            return Command(CALLS, program, program, rest[at + 3 :], (*via, name), script=rest[at + 1])
         scripts = [w for w in rest if not w.startswith("-")]
         if scripts and "/" in scripts[0]:
             at = rest.index(scripts[0])
@@ -351,17 +408,25 @@ class _ShellWalk:
         self.via: tuple[str, ...] = ()
         """The wrappers of the ``sh -c`` whose quoted script is being walked."""
         self._script = _Script(b"", 0, 0)
+        self._deadline = time.monotonic() + PARSE_SECONDS
+        """One deadline for the file and every ``sh -c`` script in it, however often a function runs it."""
+        self._trees: dict[bytes, Any] = {}
+        self.rewrite: tuple[str, ...] | None = None
 
     def script(self, source: bytes, line_offset: int, conditions: tuple[Condition, ...], depth: int) -> None:
-        deadline = time.monotonic() + PARSE_SECONDS
-        parser = _parser()
-        try:
-            tree = parser.parse(lambda offset, _point: source[offset : offset + READ_SLICE],
-                                progress_callback=lambda *_state: time.monotonic() > deadline)
-        except ValueError:  # cancelled by the deadline
-            parser.reset()  # else the next file's parse would resume this one
-            self.result.unparsed = True
-            return
+        tree = self._trees.get(source)
+        if tree is None:
+            deadline = self._deadline
+            parser = _parser()
+            try:
+                tree = parser.parse(lambda offset, _point: source[offset : offset + READ_SLICE],
+                                    progress_callback=lambda *_state: time.monotonic() > deadline)
+            except ValueError:  # cancelled by the deadline
+                parser.reset()  # else the next file's parse would resume this one
+                self.result.unparsed = True
+                return
+            if len(self._trees) < 64:
+                self._trees[source] = tree
         outer, self._script = self._script, _Script(source, line_offset, depth)
         try:
             self._walk(tree.root_node, conditions)
@@ -421,6 +486,11 @@ class _ShellWalk:
             return out
         if kind == "command":
             return self._command(node, guards, calls)
+        if kind in ("subshell", "command_substitution", "process_substitution") or (
+            kind == "pipeline" and len(node.named_children) > 1
+        ):
+            inner = calls if SUBSHELL in calls else (*calls, SUBSHELL)
+            return [(child, guards, inner) for child in node.named_children]
         return [(child, guards, calls) for child in node.named_children]
 
     def _text(self, node: Node | None) -> str:
@@ -492,6 +562,8 @@ class _ShellWalk:
             return inner
         if words[0] in ("set", "shift") and (words[0] == "shift" or "--" in words[1:]):
             self.positional_rewritten = True
+            if words[0] == "set":
+                self.rewrite = tuple(words[words.index("--") + 1 :])
         functions = self._script.functions
         if words[0] in functions and words[0] not in calls and len(calls) < MAX_FUNCTION_DEPTH:
             return [*inner, (functions[words[0]], guards, (*calls, words[0]))]
@@ -505,6 +577,8 @@ class _ShellWalk:
                 self.script(command.script.encode(), line - 1, guards, self._script.depth + 1)
                 self.via = outer
             return inner
+        functions_called = [c for c in calls if c != SUBSHELL]
+        background = node.next_sibling is not None and node.next_sibling.type == "&"
         self.result.add(
             Launch(
                 line,
@@ -515,7 +589,9 @@ class _ShellWalk:
                 command.arguments,
                 (*self.via, *command.via),
                 guards,
-                calls[-1] if calls else None,
+                functions_called[-1] if functions_called else None,
+                nested=SUBSHELL in calls or background,
+                rewritten=self.rewrite if command.runs == RUNS_ARGUMENTS else None,
             )
         )
         return inner
@@ -529,8 +605,10 @@ class _ShellWalk:
         if node.type == "negated_command" and node.named_children:
             node, negated = node.named_children[0], True
         words: list[str] = []
+        glob = False
         if node.type == "test_command" and len(node.named_children) == 1:
             expression = node.named_children[0]
+            glob = self._text(node).startswith("[[")
             if expression.type == "binary_expression":
                 words = [self._word(c) or self._text(c) for c in expression.children]
         elif node.type == "command":
@@ -540,13 +618,13 @@ class _ShellWalk:
         if len(words) != 3 or words[1] not in ("=", "==", "!="):
             return Condition(text)
         left, operator, right = words
-        if POSITIONAL.match(right) and not POSITIONAL.match(left):
+        if positional(right) and not positional(left):
             left, right = right, left
-        match = POSITIONAL.match(left)
-        if match is None or "$" in right:
+        found_at = positional(left)
+        if found_at is None or "$" in right:
             return Condition(text)
-        argument = int(match.group(1) or match.group(2))
-        return Condition(text, argument, (right,), negated != (operator == "!="))
+        argument, default, if_empty = found_at
+        return Condition(text, argument, (right,), negated != (operator == "!="), glob, default, if_empty)
 
     def _if(
         self, node: Node, guards: tuple[Condition, ...], calls: tuple[str, ...]
@@ -555,7 +633,7 @@ class _ShellWalk:
         earlier: list[Condition] = []
         for tests, body in _branches(node):
             if tests:
-                condition = self._condition(tests, bool(calls))
+                condition = self._condition(tests, _in_function(calls))
                 out.extend((t, _and(guards, *earlier), calls) for t in tests)
                 out.extend((b, _and(guards, *earlier, condition), calls) for b in body)
                 earlier.append(condition.negate())
@@ -568,9 +646,9 @@ class _ShellWalk:
     ) -> list[_Work]:
         value = node.child_by_field_name("value")
         subject = (self._word(value) if value is not None else None) or self._text(value)
-        match = POSITIONAL.match(subject)
-        decidable = match is not None and not self.positional_rewritten and not calls
-        argument = int(match.group(1) or match.group(2)) if match is not None and decidable else None
+        found_at = positional(subject)
+        decidable = found_at is not None and not self.positional_rewritten and not _in_function(calls)
+        argument, default, if_empty = found_at if found_at is not None and decidable else (None, None, False)
         out: list[_Work] = []
         earlier: list[str] = []
         for item in node.named_children:
@@ -584,9 +662,10 @@ class _ShellWalk:
             body = [c for i, c in enumerate(item.children) if c.is_named and item.field_name_for_child(i) != "value"]
             if "*" in patterns:
                 condition = Condition(f"case {subject} matches none of {'|'.join(earlier)}", argument,
-                                      tuple(earlier), True) if earlier else None
+                                      tuple(earlier), True, True, default, if_empty) if earlier else None
             else:
-                condition = Condition(f"case {subject} in {'|'.join(patterns)})", argument, tuple(patterns))
+                condition = Condition(f"case {subject} in {'|'.join(patterns)})", argument, tuple(patterns),
+                                      False, True, default, if_empty)
             extra = (condition,) if condition is not None else ()
             out.extend((b, _and(guards, *extra), calls) for b in body)
             earlier.extend(patterns)
@@ -599,10 +678,15 @@ class _ShellWalk:
         if len(children) != 3 or children[1].type not in ("&&", "||"):
             return [(c, guards, calls) for c in node.named_children]
         left, operator, right = children
-        condition = self._condition([left], bool(calls))
+        condition = self._condition([left], _in_function(calls))
         if operator.type == "||":
             condition = condition.negate()
         return [(left, guards, calls), (right, _and(guards, condition), calls)]
+
+
+def _in_function(calls: tuple[str, ...]) -> bool:
+    """Inside a function, ``$1`` is the function's argument, not the script's."""
+    return any(call != SUBSHELL for call in calls)
 
 
 def _and(guards: tuple[Condition, ...], *more: Condition) -> tuple[Condition, ...]:

@@ -83,7 +83,7 @@ class StartupFacts(Detector):
     script's arguments or calls another script, and the lines that merely mention sshd."""
 
     name = COLLECTOR
-    version = 4
+    version = 5
     max_size = 1024 * 1024
 
     def interest(self) -> Interest:
@@ -113,7 +113,8 @@ class StartupFacts(Detector):
             return
         parse = PARSERS.get(kind)
         found = parse(data) if parse is not None else shell_starts.Launches()
-        launches = [launch for launch in found.found if not (system and launch.runs == shell_starts.CALLS)]
+        dropped = (shell_starts.CALLS, shell_starts.EXECS) if system else ()
+        launches = [launch for launch in found.found if launch.runs not in dropped]
         if not launches and not mentions:
             return
         record: dict[str, Any] = {

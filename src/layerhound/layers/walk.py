@@ -87,7 +87,10 @@ class Keeper(Protocol):
     """Where the layer's candidate files are copied as they pass (``store.kept_files``): a crawl
     keeps them so ``rejudge`` can judge them again without the blob."""
 
-    def writer(self, entry: Entry) -> KeptFileWriter | None: ...
+    also: Interest
+    """Files to keep though no detector of this walk reads them (what rules may want later)."""
+
+    def writer(self, entry: Entry, index: int) -> KeptFileWriter | None: ...
 
 
 class KeptFileWriter(Protocol):
@@ -135,6 +138,7 @@ def walk_layer(layer: Layer, detectors: Sequence[Detector], keeper: Keeper | Non
         if entry.type is not EntryType.FILE or entry.size == 0:
             continue
         before = len(result.findings) + len(result.facts)
+        walk.index = len(result.entries) - 1
         walk.judge(member, None, entry.path)
         if len(result.findings) + len(result.facts) > before:
             with_results.add(entry.path)
@@ -191,13 +195,7 @@ class Prefilter:
         known = [interest for interest in interests if interest is not None]
         self.everything = len(known) < len(interests)
         """Some detector declared no interest: every file goes to ``wants``."""
-        joined = Interest(
-            heads=tuple(sorted({head for i in known for head in i.heads})),
-            paths=frozenset(path for i in known for path in i.paths),
-            prefixes=tuple(sorted({prefix for i in known for prefix in i.prefixes})),
-            names=frozenset(name for i in known for name in i.names),
-            suffixes=tuple(sorted({suffix for i in known for suffix in i.suffixes})),
-        )
+        joined = Interest.join(known)
         self._heads, self._paths, self._prefixes = joined.heads, joined.paths, joined.prefixes
         self._names, self._suffixes = joined.names, joined.suffixes
 
@@ -216,6 +214,8 @@ class _LayerWalk:
         self.digest = layer.digest
         self.detectors = detectors
         self.keeper = keeper
+        self.index = 0
+        """Where the file being judged sits in the layer's entries (what a kept copy is filed under)."""
         self.prefilter = Prefilter(detectors)
         self.result = LayerResult(digest=layer.digest, size=layer.size, media_type=layer.media_type)
 
@@ -244,7 +244,14 @@ class _LayerWalk:
         if len(fitting) < len(wanted):
             add_note(stats.skipped_oversize, where)
         candidate = self._archive_to_open(member, head, scope, where)
+        kept = self._kept_writer(entry, detector_head, fitting, candidate) if scope is None else None
         if not fitting and candidate is None:
+            if kept is not None:  # only kept, for rules a later rejudge may bring
+                hasher = hashlib.sha256()
+                for piece in member.chunks():
+                    hasher.update(piece)
+                    kept.feed(piece)
+                kept.finish(hasher.hexdigest())
             return
         if scope is None:
             stats.files_read += 1
@@ -252,7 +259,6 @@ class _LayerWalk:
             stats.archive_members_read += 1
         scanners = {detector.name: detector.scanner(entry, detector_head) for detector in fitting}
         parsed = None in scanners.values()  # some detector parses it: every detector gets it whole
-        kept = self._kept_writer(entry, fitting, candidate) if scope is None else None
         fmt = candidate.format if candidate is not None else None
         streamed = fmt is not None and fmt.value in archives.STREAMED and not parsed
         in_place = member.random_access() if fmt is archives.Format.ZIP and not parsed else None
@@ -260,7 +266,9 @@ class _LayerWalk:
             data = member.read()
             sha256 = hashlib.sha256(data).hexdigest()
             if kept is not None:
-                kept.feed(data)
+                view = memoryview(data)
+                for start in range(0, len(data), CHUNK):
+                    kept.feed(view[start : start + CHUNK])
                 kept.finish(sha256)
             results = {d.name: self._attempt(d.name, where, partial(d.inspect_hashed, entry, data, sha256))
                        for d in fitting}
@@ -294,13 +302,15 @@ class _LayerWalk:
         self._keep_all(fitting, results, sha256, scope, name)
         self.result.findings.extend(inside)
 
-    def _kept_writer(self, entry: Entry, fitting: Sequence[Detector], candidate: Candidate | None
+    def _kept_writer(self, entry: Entry, head: bytes, fitting: Sequence[Detector], candidate: Candidate | None
                      ) -> KeptFileWriter | None:
-        if self.keeper is None:
+        keeper = self.keeper
+        if keeper is None:
             return None
-        if candidate is None and all(d.name == KEEP_FOR_RULES_ONLY for d in fitting):
+        only_rules = candidate is None and all(d.name == KEEP_FOR_RULES_ONLY for d in fitting)
+        if only_rules and not keeper.also.passes(entry.path, head):
             return None
-        return self.keeper.writer(entry)
+        return keeper.writer(entry, self.index)
 
     def _child(self, scope: Scope | None, name: str, entry: Entry, sha256: str, candidate: Candidate) -> Scope:
         if scope is None:

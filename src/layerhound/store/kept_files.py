@@ -19,10 +19,10 @@ never passes the bound.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
-import posixpath
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ from typing import Any
 
 import zstandard
 
+from layerhound.detectors.base import ELF_MAGIC, Detector, Interest
 from layerhound.errors import CorruptLayer
 from layerhound.layers.layer import Layer, Member
 from layerhound.layers.stream import CHUNK
@@ -71,30 +72,46 @@ class KeepSettings:
     budget: int
 
 
+KEEP_ALSO = Interest(heads=(ELF_MAGIC, b"#!"))
+"""Kept though no built-in detector reads them: every ELF file and script, what the user's rules
+(``--rules``, which read exactly these) may bring to a later ``rejudge``."""
+
+
 @dataclass(frozen=True)
 class KeptFile:
+    index: int
+    """The file's place in the layer's entries (a path may occur twice in a layer)."""
     path: str
     sha256: str
 
 
 @dataclass
 class KeptManifest:
-    """Which files of one layer were kept; ``complete`` False when the bound (or an error) stopped it."""
+    """Which files of one layer were kept, and which files that is: every file ``covered`` passes.
+    ``complete`` False when the bound (or an error) stopped the keeping."""
 
     files: list[KeptFile] = field(default_factory=list)
+    covered: Interest = field(default_factory=Interest)
     complete: bool = True
     used: int = 0
     """Compressed bytes this layer added to the directory."""
     problem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"files": [[f.path, f.sha256] for f in self.files], "complete": self.complete,
-                "problem": self.problem}
+        return {"files": [[f.index, f.path, f.sha256] for f in self.files], "covered": self.covered.to_json(),
+                "complete": self.complete, "problem": self.problem}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> KeptManifest:
-        files = [KeptFile(str(path), str(sha)) for path, sha in data.get("files") or ()]
-        return cls(files, bool(data.get("complete")), 0, data.get("problem"))
+        files = [KeptFile(int(index), str(path), str(sha)) for index, path, sha in data.get("files") or ()]
+        return cls(files, Interest.from_json(data.get("covered") or {}), bool(data.get("complete")), 0,
+                   data.get("problem"))
+
+
+def covered_by(detectors: Sequence[Detector]) -> Interest:
+    """The files a walk with ``detectors`` and a keeper keeps: what they read, and ``KEEP_ALSO``."""
+    interests = [detector.interest() for detector in detectors]
+    return Interest.join([*(i for i in interests if i is not None), KEEP_ALSO])
 
 
 def kept_path(directory: Path, sha256: str) -> Path:
@@ -109,24 +126,43 @@ def directory_size(directory: Path) -> int:
     if not directory.is_dir():
         return 0
     for sub in os.scandir(directory):
-        if sub.is_dir(follow_symlinks=False) and len(sub.name) == 2:
+        if sub.is_dir(follow_symlinks=False) and (len(sub.name) == 2 or sub.name == "tmp"):
             for item in os.scandir(sub.path):
-                if item.name.endswith(SUFFIX) and item.is_file(follow_symlinks=False):
+                if item.is_file(follow_symlinks=False):
                     total += item.stat(follow_symlinks=False).st_size
     return total
+
+
+STALE_SECONDS = 24 * 3600
+
+
+def remove_stale(directory: Path, now: float) -> int:
+    """Temporary files a killed worker left (older than a day: no crawl still writes them); how many."""
+    removed = 0
+    tmp = directory / "tmp"
+    if not tmp.is_dir():
+        return 0
+    for item in os.scandir(tmp):
+        with contextlib.suppress(OSError):
+            if item.name.startswith("kept-") and now - item.stat(follow_symlinks=False).st_mtime > STALE_SECONDS:
+                os.unlink(item.path)
+                removed += 1
+    return removed
 
 
 class FileKeeper:
     """Keeps the candidate files of one layer walk (see the module docstring)."""
 
-    def __init__(self, settings: KeepSettings) -> None:
+    also = KEEP_ALSO
+
+    def __init__(self, settings: KeepSettings, covered: Interest = KEEP_ALSO) -> None:
         self.directory = Path(settings.directory)
         self.budget = settings.budget
-        self.manifest = KeptManifest()
+        self.manifest = KeptManifest(covered=covered)
         self._compressor = zstandard.ZstdCompressor(level=LEVEL)
         self._open: set[KeptWriter] = set()
 
-    def writer(self, entry: Entry) -> KeptWriter | None:
+    def writer(self, entry: Entry, index: int) -> KeptWriter | None:
         """A writer for one file of the layer, or None once keeping has stopped."""
         if not self.manifest.complete:
             return None
@@ -136,7 +172,7 @@ class FileKeeper:
         except OSError as exc:
             self.stop(f"cannot write into {self.directory}: {exc.strerror}")
             return None
-        writer = KeptWriter(self, entry, fd, name)
+        writer = KeptWriter(self, entry, index, fd, name)
         self._open.add(writer)
         return writer
 
@@ -154,9 +190,10 @@ class FileKeeper:
 class KeptWriter:
     """One file on its way into the directory: compressed as its pieces arrive."""
 
-    def __init__(self, keeper: FileKeeper, entry: Entry, fd: int, name: str) -> None:
+    def __init__(self, keeper: FileKeeper, entry: Entry, index: int, fd: int, name: str) -> None:
         self._keeper = keeper
         self._entry = entry
+        self._index = index
         self._name = name
         self._file = os.fdopen(fd, "wb")
         self._stream = keeper._compressor.stream_writer(self._file, closefd=False)
@@ -195,7 +232,7 @@ class KeptWriter:
         except OSError as exc:
             self._fail(f"cannot write into {keeper.directory}: {exc.strerror}")
             return
-        keeper.manifest.files.append(KeptFile(self._entry.path, sha256))
+        keeper.manifest.files.append(KeptFile(self._index, self._entry.path, sha256))
 
     def _fail(self, problem: str) -> None:
         self._keeper.stop(problem)
@@ -220,6 +257,10 @@ def verify_kept(directory: Path, sha256: str, size: int, what: str) -> None:
     """Read a kept file once, as a stream, and check its sha256 and size; raises ``CorruptLayer``."""
     digest = hashlib.sha256()
     total = 0
+    try:
+        kept_path(directory, sha256)
+    except ValueError:
+        raise CorruptLayer(f"{what}: the store names its kept copy {sha256[:80]!r}, not a sha256") from None
     try:
         with open_kept(directory, sha256) as stream:
             while piece := stream.read(CHUNK):
@@ -248,16 +289,18 @@ class KeptLayer(Layer):
         self._directory = directory
 
     def members(self) -> Iterator[Member]:
-        by_path: dict[str, list[Entry]] = {}
-        for entry in self._entries:
-            if entry.type is EntryType.FILE:
-                by_path.setdefault(entry.path, []).append(entry)
-        for kept in self._manifest.files:
-            found = by_path.get(kept.path)
-            if not found:
+        """Every entry of the stored walk in its order (so a path met twice is replaced as in the
+        blob); a file not kept is a member without bytes, which the walk judges not at all."""
+        kept_at = {kept.index: kept for kept in self._manifest.files}
+        if len(kept_at) != len(self._manifest.files) or any(i >= len(self._entries) for i in kept_at):
+            raise CorruptLayer(f"the kept files of layer {self.digest} do not fit its stored entries")
+        for index, entry in enumerate(self._entries):
+            kept = kept_at.get(index)
+            if kept is None:
+                yield Member(dataclasses.replace(entry, size=0) if entry.type is EntryType.FILE else entry, None)
+                continue
+            if entry.path != kept.path or entry.type is not EntryType.FILE:
                 raise CorruptLayer(f"kept file {kept.path} is not a file of layer {self.digest}")
-            entry = found.pop(0)
-            what = f"layer {self.digest}: {posixpath.normpath(kept.path)}"
-            verify_kept(self._directory, kept.sha256, entry.size, what)
+            verify_kept(self._directory, kept.sha256, entry.size, f"layer {self.digest}: {kept.path}")
             with open_kept(self._directory, kept.sha256) as stream:
                 yield Member(entry, stream)
