@@ -20,11 +20,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def _private_layer_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test gets its own layer cache: results never leak between tests or runs.
+    """Each test gets its own layer cache and data directory: results never leak between tests or
+    runs, and the files a crawl keeps (copies of the test implant among them) stay in the test's
+    temporary directory, never in the user's (a scan of the host would find them there).
 
     (The Debian material lives under ~/.cache/layerhound-tests, not XDG_CACHE_HOME.)
     """
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
 
 
 @pytest.fixture(scope="session")
