@@ -176,6 +176,8 @@ class Candidate:
     """For a compressed file: the name of what it decompresses to (its one member)."""
     compression: str = ""
     """For a compressed file or tarball: the compression its magic bytes name."""
+    inner_head: bytes = b""
+    """For a compressed file whose start decompressed from the peek: the first bytes of what it holds."""
 
 
 _ALL_SUFFIXES = tuple(suffix for suffix, _ in NAME_SUFFIXES)
@@ -273,7 +275,7 @@ def sniff(path: str, head: bytes, size: int) -> Candidate | None:
                 return Candidate(Format.TAR, True, named is not None)
             if named is Format.TAR:
                 return Candidate(Format.TAR, False, True)
-            return Candidate(Format(compression), True, named is not None, inner, compression)
+            return Candidate(Format(compression), True, named is not None, inner, compression, start)
         # Undecided (zstd, bzip2, lz4 need a whole block): ``stream_members`` decides, tarball or one file.
         return Candidate(named or Format.TAR, False, named is not None, inner, compression)
     if named is not None:

@@ -39,7 +39,7 @@ from layerhound.layers import archives
 from layerhound.layers.archives import ARCHIVE_ERRORS, PEEK_SIZE, ArchiveLimit, Candidate, Members, Scope
 from layerhound.layers.fileview import FileView
 from layerhound.layers.heap import bound_heap
-from layerhound.layers.layer import Layer, describe
+from layerhound.layers.layer import Layer, describe, image_path
 from layerhound.layers.stream import CHUNK
 from layerhound.model import (
     MAX_FINDINGS,
@@ -55,7 +55,7 @@ from layerhound.model import (
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
-WALK_VERSION = 3
+WALK_VERSION = 4
 """Bump whenever the walk itself could yield different results for the same
 blob (whiteout handling, what is read, how findings are attributed)."""
 
@@ -370,6 +370,8 @@ class _LayerWalk:
                     f"{archives.MAX_DEPTH} levels, not opened"
                 )
             return None
+        if candidate.certain and candidate.format.value in archives.SINGLE_FILE and not self._inner_wanted(candidate):
+            return None  # a compressed man page or changelog: nothing would read what it holds
         held = candidate.format.value not in archives.STREAMED and member.random_access() is None
         if held and entry.size > archives.ARCHIVE_MAX_SIZE:
             if noteworthy:
@@ -379,6 +381,14 @@ class _LayerWalk:
                 )
             return None
         return candidate
+
+    def _inner_wanted(self, candidate: Candidate) -> bool:
+        """Whether any detector may want the one file a compressed file holds, judged from its
+        decompressed start (the peek), or that file is an archive itself: else it is not opened."""
+        path = image_path(candidate.inner_name)
+        if self.prefilter.may_want(path, candidate.inner_head[:HEAD_SIZE]):
+            return True
+        return archives.sniff(path, candidate.inner_head, archives.COMPRESSED_FILE_MAX) is not None
 
     def _open(self, candidate: Candidate, members: Callable[[], Members | None], scope: Scope, where: str) -> None:
         """Judge every member of the archive ``members()`` reads; report what stops it."""
