@@ -50,6 +50,8 @@ PARSE_SECONDS = 2.0
 RUNS_SSHD, RUNS_ARGUMENTS, CALLS, EXECS = "sshd", "arguments", "call", "exec"
 """What a launch runs: sshd, the script's own arguments, a program or script by path, or (``exec``)
 some other program that replaces the script, so nothing after it runs."""
+LAUNCHERS = frozenset({"service", "invoke-rc.d", "start-stop-daemon", "busybox", "set", "shift"})
+"""Commands besides wrappers and shells whose words the walk reads (what they start, or ``set --``)."""
 SUBSHELL = "(subshell)"
 """Marks, among the function calls that led to a command, a subshell, pipeline or substitution:
 an ``exec`` there ends only that subshell."""
@@ -556,8 +558,12 @@ class _ShellWalk:
         return words
 
     def _command(self, node: Node, guards: tuple[Condition, ...], calls: tuple[str, ...]) -> list[_Work]:
-        words = self._words(node)
         inner = [(c, guards, calls) for c in node.named_children if _holds_commands(c)]
+        name = node.child_by_field_name("name")
+        first = self._word(name.named_children[0]) if name is not None and name.named_children else None
+        if first is not None and not self._may_launch(first):
+            return inner  # echo, grep, test…: most commands; their words are never needed
+        words = self._words(node)
         if not words:
             return inner
         if words[0] in ("set", "shift") and (words[0] == "shift" or "--" in words[1:]):
@@ -595,6 +601,19 @@ class _ShellWalk:
             )
         )
         return inner
+
+    def _may_launch(self, program: str) -> bool:
+        """Whether a command run as ``program`` could be a launch, a function call or rewrite ``$@``."""
+        base = posixpath.basename(program)
+        return (
+            "/" in program
+            or program.startswith("$")
+            or base in WRAPPERS
+            or base in SHELLS
+            or base in LAUNCHERS
+            or base == "sshd"
+            or program in self._script.functions
+        )
 
     def _condition(self, nodes: Sequence[Node], inside_function: bool) -> Condition:
         text = "; ".join(self._text(n) for n in nodes)
