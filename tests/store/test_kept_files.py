@@ -42,6 +42,7 @@ def test_the_budget_stops_keeping_and_leaves_nothing_half_written(tmp_path: Path
     keep(keeper, "/small", b"x" * 1000)
     keep(keeper, "/big", os.urandom(200_000), pieces=20, index=1)  # incompressible: over the budget half-way
     assert not keeper.manifest.complete and "bound" in (keeper.manifest.problem or "")
+    assert keeper.manifest.over_bound
     assert [f.path for f in keeper.manifest.files] == ["/small"]
     assert keeper.writer(Entry("/later", EntryType.FILE, 1), 2) is None
     assert sorted(p.name for p in tmp_path.rglob("*.zst")) == [f"{hashlib.sha256(b'x' * 1000).hexdigest()}.zst"]

@@ -527,7 +527,7 @@ class Crawler:
             self._keep_left += given - outcome.kept.used
             if outcome.result is not None and layer.digest:
                 self.store.put_kept(layer.digest, outcome.kept)
-            if not outcome.kept.complete and "bound" in (outcome.kept.problem or ""):
+            if outcome.kept.over_bound:
                 self._kept_bound_reached()
             elif not outcome.kept.complete:
                 self.observer.note(f"layer {layer.digest}: its files were not all kept: {outcome.kept.problem}")

@@ -247,11 +247,10 @@ class _LayerWalk:
         kept = self._kept_writer(entry, detector_head, fitting, candidate) if scope is None else None
         if not fitting and candidate is None:
             if kept is not None:  # only kept, for rules a later rejudge may bring
-                hasher = hashlib.sha256()
+                only_kept = _FileScan(self, where, {}, kept)
                 for piece in member.chunks():
-                    hasher.update(piece)
-                    kept.feed(piece)
-                kept.finish(hasher.hexdigest())
+                    only_kept.feed(piece)
+                only_kept.finish()
             return
         if scope is None:
             stats.files_read += 1

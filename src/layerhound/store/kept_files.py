@@ -96,6 +96,8 @@ class KeptManifest:
     used: int = 0
     """Compressed bytes this layer added to the directory."""
     problem: str | None = None
+    over_bound: bool = False
+    """The keeping stopped at the task's share of ``--keep-max`` (not at an error)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"files": [[f.index, f.path, f.sha256] for f in self.files], "covered": self.covered.to_json(),
@@ -181,10 +183,11 @@ class FileKeeper:
         for writer in list(self._open):
             writer.discard()
 
-    def stop(self, problem: str) -> None:
+    def stop(self, problem: str, over_bound: bool = False) -> None:
         if self.manifest.complete:
             self.manifest.complete = False
             self.manifest.problem = problem
+            self.manifest.over_bound = over_bound
 
 
 class KeptWriter:
@@ -204,8 +207,7 @@ class KeptWriter:
             return
         try:
             self._stream.write(piece)
-            if self._file.tell() > self._keeper.budget - self._keeper.manifest.used:
-                self._fail(f"the kept files reached their bound at {self._entry.path}")
+            self._fail_if_over(self._file.tell())
         except OSError as exc:
             self._fail(f"cannot write into {self._keeper.directory}: {exc.strerror}")
 
@@ -218,8 +220,7 @@ class KeptWriter:
             self._stream.flush(zstandard.FLUSH_FRAME)
             size = self._file.tell()
             self._file.close()
-            if size > keeper.budget - keeper.manifest.used:
-                self._fail(f"the kept files reached their bound at {self._entry.path}")
+            if self._fail_if_over(size):
                 return
             target = kept_path(keeper.directory, sha256)
             if target.exists():
@@ -234,8 +235,16 @@ class KeptWriter:
             return
         keeper.manifest.files.append(KeptFile(self._index, self._entry.path, sha256))
 
-    def _fail(self, problem: str) -> None:
-        self._keeper.stop(problem)
+    def _fail_if_over(self, size: int) -> bool:
+        """Stop keeping when this file, ``size`` compressed bytes so far, passes the task's share."""
+        keeper = self._keeper
+        if size <= keeper.budget - keeper.manifest.used:
+            return False
+        self._fail(f"the kept files reached their bound at {self._entry.path}", over_bound=True)
+        return True
+
+    def _fail(self, problem: str, over_bound: bool = False) -> None:
+        self._keeper.stop(problem, over_bound)
         self.discard()
 
     def discard(self) -> None:
@@ -275,7 +284,7 @@ def verify_kept(directory: Path, sha256: str, size: int, what: str) -> None:
 
 
 class KeptLayer(Layer):
-    """A layer replayed from its kept files: only those, with their entries from the stored walk."""
+    """A layer replayed from its kept files: the stored walk's entries, with bytes for the kept files."""
 
     def __init__(self, digest: str, diff_id: str | None, size: int, media_type: str, entries: Sequence[Entry],
                  manifest: KeptManifest, directory: Path) -> None:
