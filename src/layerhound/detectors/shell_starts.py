@@ -273,10 +273,6 @@ def interpreter(head: bytes) -> str | None:
     return posixpath.basename(words[0]) if words else None
 
 
-def is_shell_script(head: bytes) -> bool:
-    return interpreter(head) in SHELLS
-
-
 def unwrap(words: Sequence[str]) -> Command | None:
     """The program ``words`` runs after every wrapper, and what kind of launch that is."""
     via: list[str] = []
@@ -761,8 +757,8 @@ def command_launch(words: Sequence[str], line: int, text: str, conditions: tuple
     if command.script is not None:
         nested = shell_launches(command.script.encode())
         return [
-            Launch(line, text, n.runs, n.program, n.argv0, n.arguments, (*command.via, *n.via),
-                   (*conditions, *n.conditions), n.function)
+            dataclasses.replace(n, line=line, text=clip(text), via=(*command.via, *n.via),
+                                conditions=(*conditions, *n.conditions))
             for n in nested.found
         ]
     return [Launch(line, clip(text), command.runs, command.program, command.argv0, command.arguments,
@@ -792,8 +788,7 @@ def systemd_launches(source: bytes) -> Launches:
         if "@" in flags and len(words) >= 2:
             for launch in command_launch([words[0], *words[2:]], number, line):
                 argv0 = words[1] if launch.program == words[0] else launch.argv0
-                result.add(Launch(launch.line, launch.text, launch.runs, launch.program, argv0,
-                                  launch.arguments, launch.via, launch.conditions))
+                result.add(dataclasses.replace(launch, argv0=argv0))
             continue
         for launch in command_launch(words, number, line):
             result.add(launch)
